@@ -1,0 +1,14 @@
+//! Petrel's wire contract, in one place.
+//!
+//! This crate owns everything a peer must agree on byte for byte: the key digest and the
+//! partition id it selects ([`digest`]), the constants of the Aerospike wire protocol — header
+//! layout, field, op and particle types, flag bits, result codes, size limits ([`wire`]) — and
+//! the msgpack flavour used for list and map values and CDT operation payloads ([`msgpack`]).
+//! It depends on nothing else in the workspace, so the client can use it alone.
+
+pub mod digest;
+pub mod msgpack;
+pub mod wire;
+
+pub use digest::{Digest, KeyRef, PartitionId, PARTITIONS_COUNT};
+pub use wire::{ParticleType, ResultCode};
