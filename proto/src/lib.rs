@@ -7,6 +7,7 @@
 //! It depends on nothing else in the workspace, so the client can use it alone.
 
 pub mod digest;
+pub mod message;
 pub mod msgpack;
 pub mod wire;
 

@@ -19,10 +19,12 @@ use crate::ParticleType;
 /// Deepest nesting of lists and maps the decoder accepts.
 pub const DEPTH_MAX: usize = 32;
 
-/// Ext type the clients use for the "infinity" comparison value.
-pub const EXT_INF: i8 = -1; // 0xff
-/// Ext type the clients use for the "wildcard" comparison value.
-pub const EXT_WILDCARD: i8 = 0;
+/// Ext type of the comparison sentinels; its one data byte says which.
+pub const EXT_SENTINEL: i8 = -1; // 0xff
+/// Data byte of the "wildcard" sentinel (matches anything).
+pub const SENTINEL_WILDCARD: u8 = 0x00;
+/// Data byte of the "infinity" sentinel (above everything; an open interval end).
+pub const SENTINEL_INF: u8 = 0x01;
 
 /// Why a msgpack payload could not be decoded.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -73,12 +75,12 @@ impl MsgValue {
 
     /// True for the infinity sentinel used as an open interval end.
     pub fn is_inf(&self) -> bool {
-        matches!(self, MsgValue::Ext(t, _) if *t == EXT_INF)
+        matches!(self, MsgValue::Ext(t, d) if *t == EXT_SENTINEL && d.as_slice() == [SENTINEL_INF])
     }
 
     /// True for the wildcard sentinel.
     pub fn is_wildcard(&self) -> bool {
-        matches!(self, MsgValue::Ext(t, _) if *t == EXT_WILDCARD)
+        matches!(self, MsgValue::Ext(t, d) if *t == EXT_SENTINEL && d.as_slice() == [SENTINEL_WILDCARD])
     }
 
     /// The value as an `i64`, if it is an integer that fits.
@@ -101,8 +103,8 @@ impl MsgValue {
             MsgValue::Blob(t, _) if *t == ParticleType::GeoJson as u8 => 9,
             MsgValue::Blob(_, _) => 7,
             MsgValue::Float(_) => 8,
-            MsgValue::Ext(t, _) if *t == EXT_WILDCARD => 11,
-            MsgValue::Ext(t, _) if *t == EXT_INF => 12,
+            v if v.is_wildcard() => 11,
+            v if v.is_inf() => 12,
             MsgValue::Ext(_, _) => 10,
         }
     }
@@ -112,6 +114,11 @@ impl MsgValue {
     /// infinity; within a type, natural order (strings and blobs bytewise).
     pub fn canonical_cmp(&self, other: &MsgValue) -> Ordering {
         use MsgValue::*;
+        // Type rank first, so the order stays transitive across blob subtypes.
+        let by_rank = self.type_rank().cmp(&other.type_rank());
+        if by_rank != Ordering::Equal {
+            return by_rank;
+        }
         match (self, other) {
             (Bool(a), Bool(b)) => a.cmp(b),
             (Int(a), Int(b)) => a.cmp(b),
@@ -215,10 +222,7 @@ impl<'a> Reader<'a> {
     }
 
     fn map(&mut self, n: usize, depth: usize) -> Result<MsgValue, MsgpackError> {
-        let mut map = MsgMap {
-            flags: 0,
-            entries: Vec::with_capacity(n.min(self.remaining() / 2)),
-        };
+        let mut map = MsgMap { flags: 0, entries: Vec::with_capacity(n.min(self.remaining() / 2)) };
         for i in 0..n {
             let k = self.value(depth + 1)?;
             let v = self.value(depth + 1)?;
@@ -484,11 +488,7 @@ mod tests {
         let list = decode(&[0x93, 0x01, 0xa2, 0x03, 0x61, 0x91, 0x02]).expect("list");
         assert_eq!(
             list,
-            MsgValue::List(vec![
-                MsgValue::Int(1),
-                MsgValue::str("a"),
-                MsgValue::List(vec![MsgValue::Int(2)])
-            ])
+            MsgValue::List(vec![MsgValue::Int(1), MsgValue::str("a"), MsgValue::List(vec![MsgValue::Int(2)])])
         );
         let bytes = [0x82, 0xa2, 0x03, 0x61, 0x02, 0xa2, 0x03, 0x7a, 0x01];
         let map = decode(&bytes).expect("map");
@@ -525,12 +525,9 @@ mod tests {
             any::<bool>().prop_map(MsgValue::Bool),
             any::<i64>().prop_map(MsgValue::Int),
             (i64::MAX as u64 + 1..=u64::MAX).prop_map(MsgValue::UInt),
-            any::<f64>()
-                .prop_filter("NaN never equals itself", |f| !f.is_nan())
-                .prop_map(MsgValue::Float),
+            any::<f64>().prop_filter("NaN never equals itself", |f| !f.is_nan()).prop_map(MsgValue::Float),
             proptest::collection::vec(any::<u8>(), 0..40).prop_map(MsgValue::Str),
-            proptest::collection::vec(any::<u8>(), 0..300)
-                .prop_map(|b| MsgValue::Blob(ParticleType::Blob as u8, b)),
+            proptest::collection::vec(any::<u8>(), 0..300).prop_map(|b| MsgValue::Blob(ParticleType::Blob as u8, b)),
         ];
         leaf.prop_recursive(4, 64, 8, |inner| {
             prop_oneof![

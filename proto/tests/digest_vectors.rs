@@ -17,8 +17,7 @@ fn vectors_path() -> PathBuf {
 #[test]
 fn every_vector_row_matches() {
     let path = vectors_path();
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     let mut rows = 0;
     for line in text.lines() {
         if line.starts_with('#') || line.starts_with("namespace\t") || line.is_empty() {

@@ -1,1 +1,29 @@
-//! placeholder
+//! Petrel's storage core: everything about records on one node, below the network.
+//!
+//! * [`index`] — the primary index: per partition, sprigs of arena-based red-black trees
+//!   keyed by digest, each sprig behind its own lock.
+//! * [`engine`] — where record data lives ([`StorageEngine`]); today in memory.
+//! * [`record`] — the data image of a record; [`value`] — bin values and their checks.
+//! * [`ops`] — the single-record operations and policies; [`cdt`] — list and map operations.
+//! * [`namespace`] — a namespace: partitions, sets, reads, operates, deletes, scans,
+//!   truncation, expiry and eviction, statistics.
+//! * [`nsup`] — the background supervisor; [`clock`] — time behind a seam.
+//!
+//! This crate knows nothing of sockets or of other nodes.
+
+pub mod cdt;
+pub mod clock;
+pub mod engine;
+mod error;
+pub mod index;
+pub mod namespace;
+pub mod nsup;
+pub mod ops;
+pub mod record;
+pub mod value;
+
+pub use engine::{MemoryEngine, StorageEngine};
+pub use error::StorageError;
+pub use namespace::{Namespace, NamespaceConfig, NamespaceStats, RecordMeta};
+pub use ops::{ExistsAction, GenerationPolicy, Op, OperateRequest, ReadSelect, Ttl, WritePolicy};
+pub use value::Value;

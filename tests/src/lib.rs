@@ -1,1 +1,125 @@
-//! placeholder
+//! Test harness: starts real `petreld` processes on loopback ports and stops them by pid.
+//!
+//! Every wait is bounded; a process that does not stop on SIGTERM in time is killed.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Path of the server binary: `PETREL_BIN` when set, else this package's `petreld-test`,
+/// which cargo builds from the current sources before the tests run (it is `petreld`'s
+/// command line, linked into this package so that it can never be stale). A macro, because
+/// only integration tests know where cargo put that binary.
+#[macro_export]
+macro_rules! petreld_path {
+    () => {
+        match std::env::var("PETREL_BIN") {
+            Ok(p) => std::path::PathBuf::from(p),
+            Err(_) => std::path::PathBuf::from(env!("CARGO_BIN_EXE_petreld-test")),
+        }
+    };
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// A running petreld; stopped (SIGTERM, then SIGKILL after 10 s) when dropped.
+#[derive(Debug)]
+pub struct Petreld {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Petreld {
+    /// Starts the server binary `bin` on a free port with extra flags and environment, and
+    /// waits (at most 20 s) until it accepts connections.
+    pub fn start(bin: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Petreld {
+        let port = free_port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let mut cmd = Command::new(bin);
+        cmd.arg("--listen").arg(addr.to_string()).args(extra_args).stdout(Stdio::null()).stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn petreld");
+        let mut p = Petreld { child, addr };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            if let Ok(Some(status)) = p.child.try_wait() {
+                panic!("petreld exited early: {status}");
+            }
+            assert!(Instant::now() < deadline, "petreld did not start listening within 20 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        p
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The seed string for clients.
+    pub fn seed(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Sends SIGTERM and waits (at most `timeout`) for the exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Asks one info command over a raw connection.
+    pub fn info(&self, command: &str) -> String {
+        info(self.addr, command)
+    }
+}
+
+impl Drop for Petreld {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        if self.terminate(Duration::from_secs(10)).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Sends one info command to `addr` and returns its value.
+pub fn info(addr: SocketAddr, command: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    let body = format!("{command}\n");
+    let mut frame = petrel_proto::message::ProtoHeader::encode(1, body.len() as u64).to_vec();
+    frame.extend_from_slice(body.as_bytes());
+    s.write_all(&frame).expect("send");
+    let mut h = [0u8; 8];
+    s.read_exact(&mut h).expect("header");
+    let size = u64::from_be_bytes(h) & 0xffff_ffff_ffff;
+    assert!(size < 1 << 24, "info answer too large");
+    let mut body = vec![0u8; size as usize];
+    s.read_exact(&mut body).expect("body");
+    let text = String::from_utf8_lossy(&body).into_owned();
+    let line = text.trim_end_matches('\n');
+    line.split_once('\t').map_or(line, |(_, v)| v).to_string()
+}
+
+/// The value of `key` in a `k=v;k=v` answer.
+pub fn stat(answer: &str, key: &str) -> Option<String> {
+    answer.split(';').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == key).map(|(_, v)| v.to_string())
+}

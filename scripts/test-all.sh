@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs Petrel's whole test suite on a fresh machine: checks formatting and lints, builds the
+# workspace once, then runs every test (unit, property, integration) one crate after another.
+# Installs what the tests need first. Every step is bounded in time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "toolchain"
+command -v cargo >/dev/null || { echo "cargo is required (rustup toolchain)" >&2; exit 1; }
+rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy || true
+cargo --version
+
+step "format"
+timeout 300 cargo fmt --all -- --check
+
+step "lints"
+timeout 1800 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "build tests"
+timeout 1800 cargo test --workspace --locked --no-run
+
+step "build binaries"
+timeout 1800 cargo build --workspace --locked --bins
+
+step "rust tests"
+timeout 2400 cargo test --workspace --locked -- --test-threads 2
+
+step "official python client"
+# A virtualenv of our own with the official client from PyPI.
+venv=tests/.venv
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv" || { apt-get update -qq && apt-get install -y -qq python3-venv && python3 -m venv "$venv"; }
+fi
+timeout 600 "$venv/bin/pip" install -q --disable-pip-version-check aerospike pytest
+PETREL_BIN="$PWD/target/debug/petreld" timeout 600 "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/python

@@ -1,0 +1,64 @@
+//! The `petreld` command line: flags, configuration loading, logging, and running the node
+//! until SIGTERM or SIGINT.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::config::{Config, Overrides};
+use clap::Parser;
+
+/// Petrel server node.
+#[derive(Debug, Parser)]
+#[command(name = "petreld", version)]
+struct Args {
+    /// TOML configuration file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Service address (host:port); overrides service.listen.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Serve this namespace (repeatable); replaces the configured set of namespaces.
+    #[arg(long = "namespace")]
+    namespaces: Vec<String>,
+    /// Data directory; overrides service.data_dir.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Node id in hex; overrides service.node_id.
+    #[arg(long)]
+    node_id: Option<String>,
+}
+
+/// Runs `petreld` with the process's arguments; exits with status 2 on invalid configuration.
+pub fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PETREL_LOG").unwrap_or_else(|_| "info".into()))
+        .init();
+    let args = Args::parse();
+    let overrides =
+        Overrides { listen: args.listen, namespaces: args.namespaces, data_dir: args.data_dir, node_id: args.node_id };
+    let config = match Config::load(args.config.as_deref(), &overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("petreld: invalid configuration: {e}");
+            std::process::exit(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(crate::run(config, shutdown_signal()))
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            std::future::pending::<()>().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,341 @@
+//! The info protocol: text commands, one per line, answered as `<request>\t<value>\n` in
+//! request order. Unknown commands answer `ERROR:4:unrecognized command` and leave the
+//! connection usable.
+
+use std::fmt::Write as _;
+
+use base64::Engine as _;
+use petrel_proto::PARTITIONS_COUNT;
+
+use crate::node::{Node, NodeCounters};
+
+/// The version reported by `build`: four numbers, at or above what the clients need for the
+/// partition-scan and batch protocols, below the level at which they expect features Petrel
+/// does not offer.
+pub const BUILD: &str = "8.0.0.0";
+const FEATURES: &str = "batch-any;batch-index;blob-bits;cdt-list;cdt-map;cluster-stable;float;geo;peers;pipelining;pquery;pscans;query-show;replicas;replicas-all;replicas-master;replicas-max;truncate-namespace";
+/// Longest info request line we answer.
+const LINE_LEN_MAX: usize = 4096;
+/// Most commands in one info request.
+const COMMANDS_MAX: usize = 256;
+
+/// Answers an info request body into `out` (the frame body, without the proto header).
+pub fn handle(node: &Node, body: &[u8], out: &mut Vec<u8>) {
+    node.counters.info_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let text = String::from_utf8_lossy(body);
+    for line in text.split('\n').filter(|l| !l.is_empty()).take(COMMANDS_MAX) {
+        let line = &line[..line.len().min(LINE_LEN_MAX)];
+        let value = answer(node, line);
+        out.extend_from_slice(line.as_bytes());
+        out.push(b'\t');
+        out.extend_from_slice(value.as_bytes());
+        out.push(b'\n');
+    }
+}
+
+/// Splits `name:k=v;k=v` or `name/a/b` into the name and the rest.
+fn split_command(line: &str) -> (&str, &str) {
+    match line.find([':', '/']) {
+        Some(i) => (&line[..i], &line[i + 1..]),
+        None => (line, ""),
+    }
+}
+
+fn params(rest: &str) -> impl Iterator<Item = (&str, &str)> {
+    rest.split(';').filter(|p| !p.is_empty()).map(|p| p.split_once('=').unwrap_or((p, "")))
+}
+
+fn param<'a>(rest: &'a str, key: &str) -> Option<&'a str> {
+    params(rest).find(|(k, _)| *k == key).map(|(_, v)| v)
+}
+
+fn answer(node: &Node, line: &str) -> String {
+    let (name, rest) = split_command(line);
+    match name {
+        "node" => node.node_name.clone(),
+        "build" => BUILD.to_string(),
+        "version" => format!("Petrel build {BUILD}"),
+        "edition" => "Petrel".to_string(),
+        "features" => FEATURES.to_string(),
+        "status" => "ok".to_string(),
+        "partitions" => PARTITIONS_COUNT.to_string(),
+        "partition-generation" => node.partition_generation().to_string(),
+        "peers-generation" => "1".to_string(),
+        "rebalance-generation" => "1".to_string(),
+        "cluster-name" => {
+            if node.config.service.cluster_name.is_empty() {
+                "null".to_string()
+            } else {
+                node.config.service.cluster_name.clone()
+            }
+        }
+        "peers-clear-std" | "peers-clear-alt" | "peers-tls-std" | "peers-tls-alt" => {
+            format!("1,{},[]", node.config.service.listen.port())
+        }
+        "alumni-clear-std" | "alumni-tls-std" => format!("1,{},[]", node.config.service.listen.port()),
+        "services" | "services-alumni" | "services-alternate" => String::new(),
+        "service" | "service-clear-std" | "service-clear-alt" => node.config.service.listen.to_string(),
+        "service-tls-std" | "service-tls-alt" => String::new(),
+        "replicas" => replicas(node, true, false),
+        "replicas-all" => replicas(node, false, false),
+        "replicas-master" => replicas(node, false, true),
+        "rack-ids" => node.namespaces().iter().map(|s| format!("{}:0", s.ns.name())).collect::<Vec<_>>().join(";"),
+        "user-agent-set" => "ok".to_string(),
+        "namespaces" => node.namespaces().iter().map(|s| s.ns.name().to_string()).collect::<Vec<_>>().join(";"),
+        "namespace" => namespace_stats(node, rest),
+        "sets" => sets(node, rest),
+        "statistics" => statistics(node),
+        "get-config" | "config-get" => get_config(node, rest),
+        "set-config" | "config-set" => "ERROR:4:no dynamic settings in this context".to_string(),
+        "latencies" => latencies(node, rest),
+        "cluster-stable" => cluster_stable(node, rest),
+        "truncate" => truncate(node, rest, false),
+        "truncate-namespace" => truncate(node, rest, true),
+        _ => "ERROR:4:unrecognized command".to_string(),
+    }
+}
+
+/// A bitmap of all 4096 partitions, every bit set: a single node holds every partition.
+fn full_bitmap() -> String {
+    base64::engine::general_purpose::STANDARD.encode([0xffu8; PARTITIONS_COUNT / 8])
+}
+
+fn replicas(node: &Node, with_regime: bool, master_only: bool) -> String {
+    let bitmap = full_bitmap();
+    let mut out = String::new();
+    for (i, s) in node.namespaces().iter().enumerate() {
+        if i > 0 {
+            out.push(';');
+        }
+        let _ = match (with_regime, master_only) {
+            (_, true) => write!(out, "{}:{}", s.ns.name(), bitmap),
+            (true, false) => write!(out, "{}:0,1,{}", s.ns.name(), bitmap),
+            (false, false) => write!(out, "{}:1,{}", s.ns.name(), bitmap),
+        };
+    }
+    out
+}
+
+fn namespace_stats(node: &Node, rest: &str) -> String {
+    let Some(s) = node.namespace(rest.as_bytes()) else {
+        return "type=unknown".to_string();
+    };
+    let st = s.ns.stats();
+    let c = s.ns.config();
+    let used = st.index_bytes + st.data_bytes;
+    let used_pct = used * 100 / c.memory_size_bytes.max(1);
+    let mut o = String::new();
+    let _ = write!(
+        o,
+        "ns_cluster_size=1;effective_replication_factor=1;objects={};tombstones=0;master_objects={};prole_objects=0;non_replica_objects=0;\
+expired_objects={};evicted_objects={};truncated_records={};stop_writes={};hwm_breached={};\
+index_used_bytes={};data_used_bytes={};memory_used_bytes={};memory_used_pct={};data_total_bytes={};\
+migrate_tx_partitions_remaining=0;migrate_rx_partitions_remaining=0;\
+replication-factor={};default-ttl={};evict-used-pct={};stop-writes-used-pct={};max-record-size={};\
+partition-tree-sprigs={};nsup-period={};storage-engine=memory",
+        st.objects,
+        st.objects,
+        st.expired_objects,
+        st.evicted_objects,
+        st.truncated_objects,
+        st.stop_writes,
+        c.evict_used_pct > 0 && used_pct >= c.evict_used_pct as u64,
+        st.index_bytes,
+        st.data_bytes,
+        used,
+        used_pct,
+        c.memory_size_bytes,
+        c.replication_factor,
+        c.default_ttl_secs,
+        c.evict_used_pct,
+        c.stop_writes_used_pct,
+        c.max_record_size_bytes,
+        c.sprigs_per_partition,
+        c.nsup_period_secs,
+    );
+    o
+}
+
+fn set_line(ns: &str, set: &petrel_storage::namespace::SetStats, with_names: bool) -> String {
+    let head = if with_names { format!("ns={ns}:set={}:", set.name) } else { String::new() };
+    format!(
+        "{head}objects={}:tombstones=0:data_used_bytes=0:truncate_lut={}:sindexes=0:index_populating=false:truncating=false:default-read-touch-ttl-pct=0:default-ttl=0:disable-eviction=false:enable-index=false:stop-writes-count=0:stop-writes-size=0;",
+        set.objects,
+        // Milliseconds since the Citrusleaf epoch, as the server reports truncate cut-offs.
+        set.truncate_lut_ms,
+    )
+}
+
+fn sets(node: &Node, rest: &str) -> String {
+    let mut parts = rest.split('/');
+    let ns_filter = parts.next().filter(|s| !s.is_empty());
+    let set_filter = parts.next().filter(|s| !s.is_empty());
+    let mut out = String::new();
+    for s in node.namespaces() {
+        if ns_filter.is_some_and(|n| n != s.ns.name()) {
+            continue;
+        }
+        for set in s.ns.stats().sets {
+            match set_filter {
+                Some(f) if f != set.name => {}
+                Some(_) => out.push_str(&set_line(s.ns.name(), &set, false)),
+                None => out.push_str(&set_line(s.ns.name(), &set, true)),
+            }
+        }
+    }
+    if ns_filter.is_some_and(|n| node.namespace(n.as_bytes()).is_none()) {
+        return "ERROR:20:namespace not found".to_string();
+    }
+    out
+}
+
+fn statistics(node: &Node) -> String {
+    let c = &node.counters;
+    let g = NodeCounters::get;
+    format!(
+        "cluster_size=1;cluster_key={:X};cluster_generation=1;cluster_principal={};cluster_integrity=true;cluster_is_member=true;\
+uptime={};client_connections={};client_connections_opened={};client_connections_closed={};client_connections_refused={};\
+client_connections_idle_closed={};info_requests={};malformed_requests={};proxy_in_progress=0;proxied_requests={};\
+batch_index_initiate={};scans_started={};migrate_partitions_remaining=0;migrate_allowed=true",
+        node.cluster_key,
+        node.node_name,
+        node.uptime_secs(),
+        g(&c.client_connections),
+        g(&c.client_connections_opened),
+        g(&c.client_connections_closed),
+        g(&c.client_connections_refused),
+        g(&c.client_connections_idle_closed),
+        g(&c.info_requests),
+        g(&c.malformed_requests),
+        g(&c.proxied_requests),
+        g(&c.batch_index_initiate),
+        g(&c.scans_started),
+    )
+}
+
+fn get_config(node: &Node, rest: &str) -> String {
+    match param(rest, "context") {
+        Some("namespace") => {
+            let Some(id) = param(rest, "id") else {
+                return "ERROR:4:namespace id required".to_string();
+            };
+            let Some(s) = node.namespace(id.as_bytes()) else {
+                return "ERROR:20:namespace not found".to_string();
+            };
+            let c = s.ns.config();
+            format!(
+                "replication-factor={};default-ttl={};memory-size={};evict-used-pct={};stop-writes-used-pct={};max-record-size={};partition-tree-sprigs={};nsup-period={};storage-engine=memory",
+                c.replication_factor,
+                c.default_ttl_secs,
+                c.memory_size_bytes,
+                c.evict_used_pct,
+                c.stop_writes_used_pct,
+                c.max_record_size_bytes,
+                c.sprigs_per_partition,
+                c.nsup_period_secs
+            )
+        }
+        Some("service") | None => {
+            let s = &node.config.service;
+            format!(
+                "node-id={};cluster-name={};service-address={};service-port={};proto-fd-max={};proto-fd-idle-ms={};batch-max-requests={}",
+                node.node_name,
+                if s.cluster_name.is_empty() { "null" } else { &s.cluster_name },
+                s.listen.ip(),
+                s.listen.port(),
+                s.proto_fd_max,
+                s.proto_fd_idle_ms,
+                s.batch_max_requests
+            )
+        }
+        Some(_) => "ERROR:4:unknown context".to_string(),
+    }
+}
+
+fn latencies(node: &Node, rest: &str) -> String {
+    let only = param(rest, "hist");
+    let mut out = String::new();
+    for s in node.namespaces() {
+        s.latencies.report(s.ns.name(), only, &mut out);
+    }
+    out
+}
+
+fn cluster_stable(node: &Node, rest: &str) -> String {
+    if let Some(size) = param(rest, "size") {
+        if size.parse::<u32>().ok() != Some(1) {
+            return "ERROR:7:cluster not specified size".to_string();
+        }
+    }
+    if let Some(ns) = param(rest, "namespace") {
+        if node.namespace(ns.as_bytes()).is_none() {
+            return "ERROR:20:namespace not found on node".to_string();
+        }
+    }
+    format!("{:X}", node.cluster_key)
+}
+
+fn truncate(node: &Node, rest: &str, whole_namespace: bool) -> String {
+    let Some(ns_name) = param(rest, "namespace") else {
+        return "ERROR:4:namespace required".to_string();
+    };
+    let Some(s) = node.namespace(ns_name.as_bytes()) else {
+        return "ERROR:20:namespace not found".to_string();
+    };
+    let set = if whole_namespace { None } else { param(rest, "set").filter(|s| !s.is_empty()) };
+    // `lut` is nanoseconds since the Unix epoch, as the clients send it.
+    let before_ms = match param(rest, "lut") {
+        None => None,
+        Some(v) => match v.parse::<u64>() {
+            Ok(ns) => Some((ns / 1_000_000).saturating_sub(petrel_proto::wire::CITRUSLEAF_EPOCH_SECS * 1000)),
+            Err(_) => return "ERROR:4:lut must be nanoseconds since the Unix epoch".to_string(),
+        },
+    };
+    match s.ns.truncate(set.map(str::as_bytes), before_ms) {
+        Ok(()) => "ok".to_string(),
+        // Truncating a set nobody has written to is a no-op, as on Aerospike.
+        Err(_) if set.is_some() => "ok".to_string(),
+        Err(e) => format!("ERROR:{}:{e}", e.result_code().code()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, Overrides};
+
+    fn node() -> Node {
+        Node::new(Config::load(None, &Overrides::default()).expect("config")).expect("node")
+    }
+
+    fn ask(node: &Node, body: &str) -> String {
+        let mut out = Vec::new();
+        handle(node, body.as_bytes(), &mut out);
+        String::from_utf8(out).expect("utf8")
+    }
+
+    #[test]
+    fn replicas_bitmap_matches_a_single_stock_node() {
+        let n = node();
+        let want = format!("replicas\ttest:0,1,{}8=\n", "/".repeat(682));
+        assert_eq!(ask(&n, "replicas\n"), want);
+    }
+
+    #[test]
+    fn answers_in_request_order_and_unknowns_are_errors() {
+        let n = node();
+        let a = ask(&n, "node\nbuild\nno-such-cmd\nstatus\n");
+        let lines: Vec<&str> = a.lines().collect();
+        assert_eq!(lines[0], format!("node\t{}", n.node_name));
+        assert_eq!(lines[1], format!("build\t{BUILD}"));
+        assert_eq!(lines[2], "no-such-cmd\tERROR:4:unrecognized command");
+        assert_eq!(lines[3], "status\tok");
+        assert_eq!(ask(&n, "peers-clear-std\n"), "peers-clear-std\t1,3000,[]\n");
+        assert_eq!(ask(&n, "namespace/nope\n"), "namespace/nope\ttype=unknown\n");
+        assert_eq!(ask(&n, "cluster-stable:size=2\n"), "cluster-stable:size=2\tERROR:7:cluster not specified size\n");
+        assert_eq!(
+            ask(&n, "cluster-stable:namespace=nope\n"),
+            "cluster-stable:namespace=nope\tERROR:20:namespace not found on node\n"
+        );
+    }
+}

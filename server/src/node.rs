@@ -1,0 +1,127 @@
+//! The node: its identity, its namespaces, its counters, and what it tells clients about the
+//! cluster (a single node owning every partition, until the cluster layer lands).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use petrel_storage::nsup::Supervisor;
+use petrel_storage::Namespace;
+
+use crate::config::{parse_node_id, Config};
+use crate::latency::Latencies;
+
+/// Node-wide counters reported by `statistics`.
+#[derive(Debug, Default)]
+pub struct NodeCounters {
+    pub client_connections: AtomicU64,
+    pub client_connections_opened: AtomicU64,
+    pub client_connections_closed: AtomicU64,
+    pub client_connections_refused: AtomicU64,
+    pub client_connections_idle_closed: AtomicU64,
+    pub malformed_requests: AtomicU64,
+    pub info_requests: AtomicU64,
+    pub proxied_requests: AtomicU64,
+    pub batch_index_initiate: AtomicU64,
+    pub scans_started: AtomicU64,
+}
+
+impl NodeCounters {
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}
+
+/// One namespace as the service sees it.
+#[derive(Debug)]
+pub struct ServiceNamespace {
+    pub ns: Arc<Namespace>,
+    pub latencies: Latencies,
+}
+
+/// Shared state of a running node.
+#[derive(Debug)]
+pub struct Node {
+    pub config: Config,
+    pub node_id: u64,
+    /// `node_id` as clients see it: upper-case hex without leading zeros.
+    pub node_name: String,
+    pub cluster_key: u64,
+    pub started: Instant,
+    namespaces: Vec<ServiceNamespace>,
+    by_name: HashMap<String, usize>,
+    pub counters: NodeCounters,
+    supervisors: parking_lot::Mutex<Vec<Supervisor>>,
+}
+
+impl Node {
+    /// Builds the node and its namespaces from a validated configuration.
+    pub fn new(config: Config) -> Result<Node, String> {
+        let node_id = if config.service.node_id.is_empty() {
+            derive_node_id(&config)
+        } else {
+            parse_node_id(&config.service.node_id)?
+        };
+        let mut namespaces = Vec::new();
+        let mut by_name = HashMap::new();
+        for (name, settings) in &config.namespace {
+            let ns = Namespace::in_memory(settings.to_storage(name)).map_err(|e| format!("namespace.{name}: {e}"))?;
+            by_name.insert(name.clone(), namespaces.len());
+            namespaces.push(ServiceNamespace { ns: Arc::new(ns), latencies: Latencies::default() });
+        }
+        Ok(Node {
+            node_name: format!("{node_id:X}"),
+            node_id,
+            cluster_key: rand::random::<u64>() & 0x0000_ffff_ffff_ffff | 1,
+            started: Instant::now(),
+            namespaces,
+            by_name,
+            counters: NodeCounters::default(),
+            supervisors: parking_lot::Mutex::new(Vec::new()),
+            config,
+        })
+    }
+
+    /// Starts each namespace's supervisor thread.
+    pub fn start_supervisors(&self) -> std::io::Result<()> {
+        let mut sups = self.supervisors.lock();
+        for s in &self.namespaces {
+            let period = Duration::from_secs(s.ns.config().nsup_period_secs as u64);
+            sups.push(Supervisor::start(Arc::clone(&s.ns), period)?);
+        }
+        Ok(())
+    }
+
+    /// Stops the supervisors.
+    pub fn stop_supervisors(&self) {
+        for s in self.supervisors.lock().drain(..) {
+            s.stop();
+        }
+    }
+
+    pub fn namespace(&self, name: &[u8]) -> Option<&ServiceNamespace> {
+        let name = std::str::from_utf8(name).ok()?;
+        self.by_name.get(name).map(|i| &self.namespaces[*i])
+    }
+
+    pub fn namespaces(&self) -> &[ServiceNamespace] {
+        &self.namespaces
+    }
+
+    pub fn uptime_secs(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+
+    /// Generation of the partition map; a single node's map never changes.
+    pub fn partition_generation(&self) -> u64 {
+        1
+    }
+}
+
+/// A node id from the port and a random salt, so two nodes on one host differ.
+fn derive_node_id(config: &Config) -> u64 {
+    let port = config.service.listen.port() as u64;
+    let salt = rand::random::<u64>() & 0x0000_ffff_ffff_0000;
+    (0xB0u64 << 48) | salt | port
+}

@@ -1,0 +1,618 @@
+//! One sprig's red-black tree: arena-allocated nodes keyed by digest.
+//!
+//! Nodes live in one `Vec` per sprig and refer to each other by 32-bit handles (indexes into
+//! that vector), so there is no per-node heap allocation and no pointer chasing through the
+//! allocator. There are no parent pointers: insertion and deletion are Julienne Walker's
+//! top-down algorithms, which restructure on the way down and so need neither parents nor a
+//! path stack. Freed nodes are chained through their left link into a free list and reused.
+//!
+//! The vector grows by an eighth of its size at a time rather than doubling, so at most about
+//! 12 % of the arena is slack; that keeps the whole index inside 64 bytes per record.
+//! Dropping a tree gives all its memory back to the allocator at once.
+
+use petrel_proto::Digest;
+
+/// A node handle inside one tree's arena.
+pub type Handle = u32;
+/// The null handle.
+pub const NIL: Handle = u32::MAX;
+/// The handle of the false root used by the top-down algorithms; its right link is the root.
+const HEAD: Handle = u32::MAX - 1;
+/// Largest number of nodes one tree can hold.
+pub const NODES_MAX: usize = (u32::MAX - 2) as usize;
+
+const LEFT: usize = 0;
+const RIGHT: usize = 1;
+
+const META_RED: u16 = 1 << 15;
+const META_KEY_STORED: u16 = 1 << 14;
+const META_SET_MASK: u16 = 0x0fff;
+
+/// One index entry: the record's digest, its metadata, and where its data lives.
+///
+/// 56 bytes when `L` is 8 bytes (asserted in `index::tests`).
+#[derive(Debug)]
+#[repr(C)]
+pub struct Entry<L> {
+    /// Last update time, milliseconds since the Citrusleaf epoch.
+    pub lut_ms: u64,
+    /// Where the record's data lives; `None` only in a free slot.
+    pub(crate) loc: Option<L>,
+    pub digest: Digest,
+    links: [Handle; 2],
+    /// Expiry, seconds since the Citrusleaf epoch; 0 = never.
+    pub void_time: u32,
+    /// Size in bytes of the record's data image.
+    pub data_size: u32,
+    pub generation: u16,
+    meta: u16,
+}
+
+impl<L> Entry<L> {
+    /// The record's set id (0 = no set).
+    pub fn set_id(&self) -> u16 {
+        self.meta & META_SET_MASK
+    }
+
+    pub fn set_set_id(&mut self, set_id: u16) {
+        debug_assert!(set_id <= META_SET_MASK);
+        self.meta = (self.meta & !META_SET_MASK) | (set_id & META_SET_MASK);
+    }
+
+    /// Whether the record's data image holds the user key.
+    pub fn key_stored(&self) -> bool {
+        self.meta & META_KEY_STORED != 0
+    }
+
+    pub fn set_key_stored(&mut self, stored: bool) {
+        if stored {
+            self.meta |= META_KEY_STORED;
+        } else {
+            self.meta &= !META_KEY_STORED;
+        }
+    }
+
+    /// The storage location of the record's data.
+    pub fn loc(&self) -> Option<&L> {
+        self.loc.as_ref()
+    }
+
+    fn is_red(&self) -> bool {
+        self.meta & META_RED != 0
+    }
+
+    fn set_red(&mut self, red: bool) {
+        if red {
+            self.meta |= META_RED;
+        } else {
+            self.meta &= !META_RED;
+        }
+    }
+
+    /// Moves everything but the tree links and colour from `other` into `self`.
+    fn take_payload(&mut self, other: &mut Entry<L>) {
+        self.lut_ms = other.lut_ms;
+        self.loc = other.loc.take();
+        self.digest = other.digest;
+        self.void_time = other.void_time;
+        self.data_size = other.data_size;
+        self.generation = other.generation;
+        self.meta = (self.meta & META_RED) | (other.meta & !META_RED);
+    }
+}
+
+/// What a removed entry held, handed back so the caller can release its storage.
+#[derive(Debug)]
+pub struct Removed<L> {
+    pub digest: Digest,
+    pub loc: Option<L>,
+    pub data_size: u32,
+    pub set_id: u16,
+}
+
+/// A red-black tree of entries ordered by ascending digest.
+#[derive(Debug)]
+pub struct Tree<L> {
+    nodes: Vec<Entry<L>>,
+    root: Handle,
+    free_head: Handle,
+    len: u32,
+}
+
+impl<L> Default for Tree<L> {
+    fn default() -> Self {
+        Tree { nodes: Vec::new(), root: NIL, free_head: NIL, len: 0 }
+    }
+}
+
+impl<L> Tree<L> {
+    /// Number of live entries.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes of arena this tree holds (live, free and slack slots).
+    pub fn arena_bytes(&self) -> usize {
+        self.nodes.capacity() * std::mem::size_of::<Entry<L>>()
+    }
+
+    /// The entry behind a handle returned by this tree.
+    pub fn entry(&self, h: Handle) -> &Entry<L> {
+        &self.nodes[h as usize]
+    }
+
+    pub fn entry_mut(&mut self, h: Handle) -> &mut Entry<L> {
+        &mut self.nodes[h as usize]
+    }
+
+    #[inline]
+    fn link(&self, h: Handle, dir: usize) -> Handle {
+        if h == HEAD {
+            if dir == RIGHT {
+                self.root
+            } else {
+                NIL
+            }
+        } else {
+            self.nodes[h as usize].links[dir]
+        }
+    }
+
+    #[inline]
+    fn set_link(&mut self, h: Handle, dir: usize, to: Handle) {
+        if h == HEAD {
+            debug_assert_eq!(dir, RIGHT);
+            self.root = to;
+        } else {
+            self.nodes[h as usize].links[dir] = to;
+        }
+    }
+
+    #[inline]
+    fn red(&self, h: Handle) -> bool {
+        h != NIL && h != HEAD && self.nodes[h as usize].is_red()
+    }
+
+    #[inline]
+    fn paint(&mut self, h: Handle, red: bool) {
+        if h != NIL && h != HEAD {
+            self.nodes[h as usize].set_red(red);
+        }
+    }
+
+    /// Finds the entry for `digest`.
+    #[inline]
+    pub fn find(&self, digest: &Digest) -> Option<Handle> {
+        let mut h = self.root;
+        while h != NIL {
+            let n = &self.nodes[h as usize];
+            match digest.cmp(&n.digest) {
+                std::cmp::Ordering::Equal => return Some(h),
+                std::cmp::Ordering::Less => h = n.links[LEFT],
+                std::cmp::Ordering::Greater => h = n.links[RIGHT],
+            }
+        }
+        None
+    }
+
+    fn alloc(&mut self, digest: Digest) -> Handle {
+        let fresh = Entry {
+            lut_ms: 0,
+            loc: None,
+            digest,
+            links: [NIL, NIL],
+            void_time: 0,
+            data_size: 0,
+            generation: 0,
+            meta: META_RED,
+        };
+        if self.free_head != NIL {
+            let h = self.free_head;
+            self.free_head = self.nodes[h as usize].links[LEFT];
+            self.nodes[h as usize] = fresh;
+            return h;
+        }
+        if self.nodes.len() == self.nodes.capacity() {
+            // Grow by an eighth (at least 4 slots): bounded slack, amortised O(1) pushes.
+            let grow = (self.nodes.capacity() / 8).max(4);
+            self.nodes.reserve_exact(grow);
+        }
+        assert!(self.nodes.len() < NODES_MAX, "sprig arena is full");
+        self.nodes.push(fresh);
+        (self.nodes.len() - 1) as Handle
+    }
+
+    fn free(&mut self, h: Handle) {
+        let n = &mut self.nodes[h as usize];
+        n.loc = None;
+        n.links = [self.free_head, NIL];
+        self.free_head = h;
+    }
+
+    fn rotate_single(&mut self, root: Handle, dir: usize) -> Handle {
+        let save = self.link(root, 1 - dir);
+        let inner = self.link(save, dir);
+        self.set_link(root, 1 - dir, inner);
+        self.set_link(save, dir, root);
+        self.paint(root, true);
+        self.paint(save, false);
+        save
+    }
+
+    fn rotate_double(&mut self, root: Handle, dir: usize) -> Handle {
+        let child = self.link(root, 1 - dir);
+        let new_child = self.rotate_single(child, 1 - dir);
+        self.set_link(root, 1 - dir, new_child);
+        self.rotate_single(root, dir)
+    }
+
+    /// Finds the entry for `digest`, inserting a fresh one (generation 0, no location) if it is
+    /// absent. Returns its handle and whether it was inserted.
+    pub fn find_or_insert(&mut self, digest: &Digest) -> (Handle, bool) {
+        if let Some(h) = self.find(digest) {
+            return (h, false);
+        }
+        if self.root == NIL {
+            let h = self.alloc(*digest);
+            self.root = h;
+            self.paint(h, false);
+            self.len += 1;
+            return (h, true);
+        }
+        // Top-down insertion: flip colours and rotate on the way down, so the new red leaf
+        // never needs fixing up from below.
+        let mut t = HEAD; // great-grandparent
+        let mut g = NIL; // grandparent
+        let mut p = NIL; // parent
+        let mut q = self.root;
+        let mut dir = LEFT;
+        let mut last = LEFT;
+        let mut inserted = NIL;
+        loop {
+            if q == NIL {
+                q = self.alloc(*digest);
+                self.set_link(p, dir, q);
+                inserted = q;
+            } else if self.red(self.link(q, LEFT)) && self.red(self.link(q, RIGHT)) {
+                self.paint(q, true);
+                let (l, r) = (self.link(q, LEFT), self.link(q, RIGHT));
+                self.paint(l, false);
+                self.paint(r, false);
+            }
+            if self.red(q) && self.red(p) {
+                let dir2 = if self.link(t, RIGHT) == g { RIGHT } else { LEFT };
+                let sub = if q == self.link(p, last) {
+                    self.rotate_single(g, 1 - last)
+                } else {
+                    self.rotate_double(g, 1 - last)
+                };
+                self.set_link(t, dir2, sub);
+            }
+            if q == inserted {
+                break;
+            }
+            last = dir;
+            dir = if self.nodes[q as usize].digest < *digest { RIGHT } else { LEFT };
+            if g != NIL {
+                t = g;
+            }
+            g = p;
+            p = q;
+            q = self.link(q, dir);
+        }
+        let root = self.root;
+        self.paint(root, false);
+        self.len += 1;
+        (inserted, true)
+    }
+
+    /// Removes the entry for `digest`, returning what it held.
+    pub fn remove(&mut self, digest: &Digest) -> Option<Removed<L>> {
+        if self.root == NIL {
+            return None;
+        }
+        // Top-down deletion: push a red node down the search path so the node finally
+        // unlinked is red; the found entry takes the payload of its in-order neighbour.
+        let mut q = HEAD;
+        let mut g;
+        let mut p = NIL;
+        let mut found = NIL;
+        let mut dir = RIGHT;
+        while self.link(q, dir) != NIL {
+            let last = dir;
+            g = p;
+            p = q;
+            q = self.link(q, dir);
+            let qd = self.nodes[q as usize].digest;
+            dir = if qd < *digest { RIGHT } else { LEFT };
+            if qd == *digest {
+                found = q;
+            }
+            if !self.red(q) && !self.red(self.link(q, dir)) {
+                if self.red(self.link(q, 1 - dir)) {
+                    let sub = self.rotate_single(q, dir);
+                    self.set_link(p, last, sub);
+                    p = sub;
+                } else {
+                    let s = self.link(p, 1 - last);
+                    if s != NIL {
+                        if !self.red(self.link(s, 1 - last)) && !self.red(self.link(s, last)) {
+                            self.paint(p, false);
+                            self.paint(s, true);
+                            self.paint(q, true);
+                        } else {
+                            let dir2 = if self.link(g, RIGHT) == p { RIGHT } else { LEFT };
+                            let sub = if self.red(self.link(s, last)) {
+                                self.rotate_double(p, last)
+                            } else {
+                                self.rotate_single(p, last)
+                            };
+                            self.set_link(g, dir2, sub);
+                            self.paint(q, true);
+                            self.paint(sub, true);
+                            let (l, r) = (self.link(sub, LEFT), self.link(sub, RIGHT));
+                            self.paint(l, false);
+                            self.paint(r, false);
+                        }
+                    }
+                }
+            }
+        }
+        if found == NIL {
+            // Absent: the restructuring on the way down left a valid tree.
+            let root = self.root;
+            self.paint(root, false);
+            return None;
+        }
+        let removed = {
+            let f = &mut self.nodes[found as usize];
+            Removed { digest: f.digest, loc: f.loc.take(), data_size: f.data_size, set_id: f.set_id() }
+        };
+        if found != q {
+            // Move q's payload into `found`; q is the node physically unlinked.
+            let (a, b) = two_mut(&mut self.nodes, found as usize, q as usize);
+            a.take_payload(b);
+        }
+        let child = if self.link(q, LEFT) == NIL { self.link(q, RIGHT) } else { self.link(q, LEFT) };
+        let side = if self.link(p, RIGHT) == q { RIGHT } else { LEFT };
+        self.set_link(p, side, child);
+        self.free(q);
+        let root = self.root;
+        self.paint(root, false);
+        self.len -= 1;
+        if self.len == 0 {
+            // An emptied sprig gives its whole arena back.
+            *self = Tree::default();
+        }
+        Some(removed)
+    }
+
+    /// The first entry whose digest is strictly greater than `after` (or the smallest entry
+    /// when `after` is `None`).
+    pub fn first_after(&self, after: Option<&Digest>) -> Option<Handle> {
+        let mut h = self.root;
+        let mut best = NIL;
+        while h != NIL {
+            let n = &self.nodes[h as usize];
+            let go_left = match after {
+                None => true,
+                Some(a) => n.digest > *a,
+            };
+            if go_left {
+                best = h;
+                h = n.links[LEFT];
+            } else {
+                h = n.links[RIGHT];
+            }
+        }
+        (best != NIL).then_some(best)
+    }
+
+    /// Visits entries in ascending digest order, starting after `after`, until `visit`
+    /// returns `false` or the tree ends.
+    pub fn visit_from(&self, after: Option<&Digest>, mut visit: impl FnMut(&Entry<L>) -> bool) {
+        // An explicit stack bounded by the tree height (at most 2·log2(n+1) ≤ 64).
+        let mut stack: [Handle; 64] = [NIL; 64];
+        let mut depth = 0usize;
+        let mut h = self.root;
+        while h != NIL {
+            let n = &self.nodes[h as usize];
+            let include = after.is_none_or(|a| n.digest > *a);
+            if include {
+                stack[depth] = h;
+                depth += 1;
+                h = n.links[LEFT];
+            } else {
+                h = n.links[RIGHT];
+            }
+        }
+        while depth > 0 {
+            depth -= 1;
+            let h = stack[depth];
+            let n = &self.nodes[h as usize];
+            if !visit(n) {
+                return;
+            }
+            let mut c = n.links[RIGHT];
+            while c != NIL {
+                stack[depth] = c;
+                depth += 1;
+                c = self.nodes[c as usize].links[LEFT];
+            }
+        }
+    }
+
+    /// Checks the red-black and ordering invariants; returns the black height.
+    /// Used by tests and debug assertions.
+    pub fn check_invariants(&self) -> Result<usize, String> {
+        if self.red(self.root) {
+            return Err("root is red".into());
+        }
+        let mut count = 0usize;
+        let bh = self.check_subtree(self.root, None, None, &mut count)?;
+        if count != self.len as usize {
+            return Err(format!("len {} but {} reachable entries", self.len, count));
+        }
+        Ok(bh)
+    }
+
+    fn check_subtree(
+        &self,
+        h: Handle,
+        lo: Option<&Digest>,
+        hi: Option<&Digest>,
+        count: &mut usize,
+    ) -> Result<usize, String> {
+        if h == NIL {
+            return Ok(1);
+        }
+        let n = &self.nodes[h as usize];
+        if n.loc.is_none() && n.generation != 0 {
+            return Err(format!("entry {h} has a generation but no data"));
+        }
+        if lo.is_some_and(|lo| n.digest <= *lo) || hi.is_some_and(|hi| n.digest >= *hi) {
+            return Err(format!("entry {h} out of order"));
+        }
+        if n.is_red() && (self.red(n.links[LEFT]) || self.red(n.links[RIGHT])) {
+            return Err(format!("red entry {h} has a red child"));
+        }
+        *count += 1;
+        let l = self.check_subtree(n.links[LEFT], lo, Some(&n.digest), count)?;
+        let r = self.check_subtree(n.links[RIGHT], Some(&n.digest), hi, count)?;
+        if l != r {
+            return Err(format!("black heights differ under {h}: {l} vs {r}"));
+        }
+        Ok(l + usize::from(!n.is_red()))
+    }
+}
+
+fn two_mut<T>(v: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
+    assert_ne!(a, b);
+    if a < b {
+        let (lo, hi) = v.split_at_mut(b);
+        (&mut lo[a], &mut hi[0])
+    } else {
+        let (lo, hi) = v.split_at_mut(a);
+        (&mut hi[0], &mut lo[b])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    fn d(i: u32) -> Digest {
+        let mut b = [0u8; 20];
+        b[..4].copy_from_slice(&i.to_be_bytes());
+        Digest(b)
+    }
+
+    #[derive(Debug, Clone)]
+    enum Action {
+        Insert(u16),
+        Remove(u16),
+        Find(u16),
+        Scan(Option<u16>, u8),
+    }
+
+    fn action() -> impl Strategy<Value = Action> {
+        // A small key space makes removals and re-insertions of the same key frequent.
+        prop_oneof![
+            4 => (0u16..512).prop_map(Action::Insert),
+            3 => (0u16..512).prop_map(Action::Remove),
+            1 => (0u16..512).prop_map(Action::Find),
+            1 => (proptest::option::of(0u16..512), any::<u8>()).prop_map(|(a, n)| Action::Scan(a, n)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        #[test]
+        fn model_check_against_btreemap(actions in proptest::collection::vec(action(), 1..600)) {
+            let mut tree: Tree<u64> = Tree::default();
+            let mut model: BTreeMap<Digest, u64> = BTreeMap::new();
+            for (step, a) in actions.into_iter().enumerate() {
+                match a {
+                    Action::Insert(k) => {
+                        let (h, inserted) = tree.find_or_insert(&d(k as u32));
+                        prop_assert_eq!(inserted, !model.contains_key(&d(k as u32)));
+                        tree.entry_mut(h).loc = Some(step as u64);
+                        tree.entry_mut(h).generation = 1;
+                        model.insert(d(k as u32), step as u64);
+                    }
+                    Action::Remove(k) => {
+                        let got = tree.remove(&d(k as u32)).map(|r| (r.digest, r.loc));
+                        let want = model.remove(&d(k as u32)).map(|v| (d(k as u32), Some(v)));
+                        prop_assert_eq!(got, want);
+                    }
+                    Action::Find(k) => {
+                        let got = tree.find(&d(k as u32)).map(|h| tree.entry(h).loc);
+                        prop_assert_eq!(got, model.get(&d(k as u32)).map(|v| Some(*v)));
+                    }
+                    Action::Scan(after, n) => {
+                        let after = after.map(|a| d(a as u32));
+                        let mut got = Vec::new();
+                        tree.visit_from(after.as_ref(), |e| {
+                            got.push((e.digest, e.loc.unwrap_or(u64::MAX)));
+                            got.len() < n as usize
+                        });
+                        let want: Vec<_> = match after {
+                            None => model.iter().map(|(k, v)| (*k, *v)).take((n as usize).max(1)).collect(),
+                            Some(a) => model
+                                .range((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded))
+                                .map(|(k, v)| (*k, *v))
+                                .take((n as usize).max(1))
+                                .collect(),
+                        };
+                        prop_assert_eq!(got, want);
+                        let first = tree.first_after(after.as_ref()).map(|h| tree.entry(h).digest);
+                        let want_first = match after {
+                            None => model.keys().next().copied(),
+                            Some(a) => model.range((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)).next().map(|(k, _)| *k),
+                        };
+                        prop_assert_eq!(first, want_first);
+                    }
+                }
+                if let Err(e) = tree.check_invariants() {
+                    return Err(TestCaseError::fail(format!("step {step}: {e}")));
+                }
+                prop_assert_eq!(tree.len(), model.len());
+            }
+        }
+    }
+
+    #[test]
+    fn sequential_and_reverse_inserts_stay_balanced() {
+        let mut tree: Tree<u64> = Tree::default();
+        for i in 0..10_000u32 {
+            let (h, _) = tree.find_or_insert(&d(i));
+            tree.entry_mut(h).loc = Some(i as u64);
+        }
+        for i in (10_000..20_000u32).rev() {
+            let (h, _) = tree.find_or_insert(&d(i));
+            tree.entry_mut(h).loc = Some(i as u64);
+        }
+        let bh = tree.check_invariants().expect("valid");
+        // Black height of a red-black tree with n nodes is at most log2(n+1) + 1.
+        assert!(bh <= 16, "black height {bh}");
+        for i in (0..20_000u32).step_by(2) {
+            assert!(tree.remove(&d(i)).is_some());
+        }
+        tree.check_invariants().expect("valid after removals");
+        assert_eq!(tree.len(), 10_000);
+        // Freed slots are reused before the arena grows.
+        let cap = tree.nodes.capacity();
+        for i in (0..20_000u32).step_by(2) {
+            tree.find_or_insert(&d(i)).1.then_some(()).expect("inserted");
+            let h = tree.find(&d(i)).expect("present");
+            tree.entry_mut(h).loc = Some(0);
+        }
+        assert_eq!(tree.nodes.capacity(), cap);
+    }
+}

@@ -1,0 +1,48 @@
+"""Starts a real petreld for the official-client tests and stops it by pid afterwards."""
+import os
+import socket
+import subprocess
+import time
+
+import pytest
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def petreld():
+    binary = os.environ.get("PETREL_BIN", os.path.join(os.path.dirname(__file__), "../../target/debug/petreld"))
+    port = free_port()
+    env = dict(os.environ, PETREL_NAMESPACE__TEST__NSUP_PERIOD="1")
+    proc = subprocess.Popen([binary, "--listen", f"127.0.0.1:{port}"], env=env)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("petreld did not start")
+            time.sleep(0.05)
+    yield ("127.0.0.1", port, proc)
+    proc.terminate()
+    try:
+        assert proc.wait(timeout=20) == 0, "petreld did not exit cleanly on SIGTERM"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+@pytest.fixture(scope="session")
+def client(petreld):
+    import aerospike
+
+    host, port, _ = petreld
+    c = aerospike.client({"hosts": [(host, port)], "policies": {"total_timeout": 5000}}).connect()
+    yield c
+    c.close()
