@@ -218,6 +218,10 @@ fn run_single(
 ) -> Result<(), StorageError> {
     let ns = &sns.ns;
     let h = msg.header;
+    if msg.field(FieldType::Filter).is_some() {
+        // Answering without applying the filter would return records it excludes.
+        return Err(StorageError::Unsupported("filter expressions"));
+    }
     let digest = digest_of(msg)?;
     let set = msg.field(FieldType::Set).unwrap_or(b"");
     if h.info2 & info2::WRITE != 0 {
@@ -433,7 +437,10 @@ async fn scan<W: AsyncWrite + Unpin>(
         error_frame(out, ResultCode::Namespace, true);
         return Ok(());
     };
-    if msg.field(FieldType::IndexRange).is_some() || msg.field(FieldType::UdfOp).is_some() {
+    if msg.field(FieldType::IndexRange).is_some()
+        || msg.field(FieldType::UdfOp).is_some()
+        || msg.field(FieldType::Filter).is_some()
+    {
         error_frame(out, ResultCode::UnsupportedFeature, true);
         return Ok(());
     }

@@ -86,7 +86,7 @@ fn answer(node: &Node, line: &str) -> String {
         "sets" => sets(node, rest),
         "statistics" => statistics(node),
         "get-config" | "config-get" => get_config(node, rest),
-        "set-config" | "config-set" => "ERROR:4:no dynamic settings in this context".to_string(),
+        "set-config" | "config-set" => set_config(node, rest),
         "latencies" => latencies(node, rest),
         "cluster-stable" => cluster_stable(node, rest),
         "truncate" => truncate(node, rest, false),
@@ -213,14 +213,18 @@ batch_index_initiate={};scans_started={};migrate_partitions_remaining=0;migrate_
     )
 }
 
+/// The namespace named by an `id=` parameter, or the error answer.
+fn namespace_param<'a>(node: &'a Node, rest: &str) -> Result<&'a crate::node::ServiceNamespace, String> {
+    let id = param(rest, "id").ok_or_else(|| "ERROR:4:namespace id required".to_string())?;
+    node.namespace(id.as_bytes()).ok_or_else(|| "ERROR:20:namespace not found".to_string())
+}
+
 fn get_config(node: &Node, rest: &str) -> String {
     match param(rest, "context") {
         Some("namespace") => {
-            let Some(id) = param(rest, "id") else {
-                return "ERROR:4:namespace id required".to_string();
-            };
-            let Some(s) = node.namespace(id.as_bytes()) else {
-                return "ERROR:20:namespace not found".to_string();
+            let s = match namespace_param(node, rest) {
+                Ok(s) => s,
+                Err(e) => return e,
             };
             let c = s.ns.config();
             format!(
@@ -249,6 +253,32 @@ fn get_config(node: &Node, rest: &str) -> String {
             )
         }
         Some(_) => "ERROR:4:unknown context".to_string(),
+    }
+}
+
+/// `set-config:context=namespace;id=<ns>;<key>=<value>`: changes dynamic namespace settings.
+fn set_config(node: &Node, rest: &str) -> String {
+    match param(rest, "context") {
+        Some("namespace") => {
+            let s = match namespace_param(node, rest) {
+                Ok(s) => s,
+                Err(e) => return e,
+            };
+            let id = s.ns.name();
+            let mut changed = 0;
+            for (k, v) in params(rest).filter(|(k, _)| *k != "context" && *k != "id") {
+                if let Err(e) = s.ns.set_config(k, v) {
+                    return format!("ERROR:4:{e}");
+                }
+                changed += 1;
+            }
+            if changed == 0 {
+                return "ERROR:4:no setting given".to_string();
+            }
+            tracing::info!(namespace = id, settings = rest, "set-config");
+            "ok".to_string()
+        }
+        Some(_) | None => "ERROR:4:only context=namespace has dynamic settings".to_string(),
     }
 }
 
@@ -319,6 +349,20 @@ mod tests {
         let n = node();
         let want = format!("replicas\ttest:0,1,{}8=\n", "/".repeat(682));
         assert_eq!(ask(&n, "replicas\n"), want);
+    }
+
+    #[test]
+    fn set_config_changes_dynamic_settings_and_checks_them() {
+        let n = node();
+        assert_eq!(
+            ask(&n, "set-config:context=namespace;id=test;default-ttl=3600\n"),
+            "set-config:context=namespace;id=test;default-ttl=3600\tok\n"
+        );
+        assert!(ask(&n, "get-config:context=namespace;id=test\n").contains("default-ttl=3600;"));
+        assert!(ask(&n, "set-config:context=namespace;id=test;default-ttl=abc\n").contains("ERROR:4:"));
+        assert!(ask(&n, "set-config:context=namespace;id=test;stop-writes-used-pct=0\n").contains("ERROR:4:"));
+        assert!(ask(&n, "set-config:context=namespace;id=test;replication-factor=3\n").contains("not a dynamic"));
+        assert!(ask(&n, "set-config:context=namespace;id=nope;default-ttl=1\n").contains("ERROR:20:"));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use petrel_storage::nsup::Supervisor;
 use petrel_storage::Namespace;
@@ -87,8 +87,7 @@ impl Node {
     pub fn start_supervisors(&self) -> std::io::Result<()> {
         let mut sups = self.supervisors.lock();
         for s in &self.namespaces {
-            let period = Duration::from_secs(s.ns.config().nsup_period_secs as u64);
-            sups.push(Supervisor::start(Arc::clone(&s.ns), period)?);
+            sups.push(Supervisor::start(Arc::clone(&s.ns))?);
         }
         Ok(())
     }

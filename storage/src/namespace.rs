@@ -188,7 +188,9 @@ struct Counters {
 /// A namespace whose record data lives in the storage engine `E`.
 #[derive(Debug)]
 pub struct Namespace<E: StorageEngine = MemoryEngine> {
-    config: NamespaceConfig,
+    name: String,
+    /// Settings; the dynamic ones change through [`Namespace::set_config`].
+    config: RwLock<NamespaceConfig>,
     partitions: Box<[PartitionIndex<E::Loc>]>,
     engine: E,
     clock: Arc<dyn Clock>,
@@ -224,18 +226,39 @@ impl<E: StorageEngine> Namespace<E> {
             set_truncate_lut_ms: (0..=SETS_MAX).map(|_| AtomicU64::new(0)).collect(),
             counters: Counters::default(),
             stop_writes: AtomicBool::new(false),
-            config,
+            name: config.name.clone(),
+            config: RwLock::new(config),
         };
         ns.counters.index_bytes.store(fixed as u64, Ordering::Relaxed);
         Ok(ns)
     }
 
     pub fn name(&self) -> &str {
-        &self.config.name
+        &self.name
     }
 
-    pub fn config(&self) -> &NamespaceConfig {
-        &self.config
+    /// A copy of the current settings.
+    pub fn config(&self) -> NamespaceConfig {
+        self.config.read().clone()
+    }
+
+    /// Changes a dynamic setting (names as in the configuration file, `-` or `_`); the whole
+    /// configuration is validated again before the change takes effect.
+    pub fn set_config(&self, key: &str, value: &str) -> Result<(), String> {
+        let mut next = self.config();
+        let parse_err = |_| format!("{key}: {value:?} is not a valid number");
+        match key.replace('-', "_").as_str() {
+            "default_ttl" => next.default_ttl_secs = value.parse().map_err(parse_err)?,
+            "evict_used_pct" => next.evict_used_pct = value.parse().map_err(parse_err)?,
+            "stop_writes_used_pct" => next.stop_writes_used_pct = value.parse().map_err(parse_err)?,
+            "max_record_size" => next.max_record_size_bytes = value.parse().map_err(parse_err)?,
+            "memory_size" => next.memory_size_bytes = value.parse().map_err(parse_err)?,
+            "nsup_period" => next.nsup_period_secs = value.parse().map_err(parse_err)?,
+            _ => return Err(format!("{key} is not a dynamic namespace setting")),
+        }
+        next.validate()?;
+        *self.config.write() = next;
+        Ok(())
     }
 
     pub fn clock(&self) -> &Arc<dyn Clock> {
@@ -252,8 +275,14 @@ impl<E: StorageEngine> Namespace<E> {
         self.counters.index_bytes.load(Ordering::Relaxed) + self.engine.data_bytes()
     }
 
-    fn pct_of_memory(&self, pct: u8) -> u64 {
-        self.config.memory_size_bytes / 100 * pct as u64
+    fn pct_of_memory(memory_size_bytes: u64, pct: u8) -> u64 {
+        memory_size_bytes / 100 * pct as u64
+    }
+
+    /// The stop-writes mark, in bytes of memory used.
+    fn stop_writes_bytes(&self) -> u64 {
+        let c = self.config.read();
+        Self::pct_of_memory(c.memory_size_bytes, c.stop_writes_used_pct)
     }
 
     // ---- sets ----
@@ -354,14 +383,14 @@ impl<E: StorageEngine> Namespace<E> {
         c.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn void_time_for(&self, ttl: Ttl, existing: Option<u32>, now_secs: u32) -> u32 {
+    fn void_time_for(ttl: Ttl, existing: Option<u32>, now_secs: u32, default_ttl_secs: u32) -> u32 {
         let secs = match ttl {
             Ttl::Never => return 0,
             Ttl::KeepExisting => match existing {
                 Some(v) => return v,
-                None => self.config.default_ttl_secs,
+                None => default_ttl_secs,
             },
-            Ttl::NamespaceDefault => self.config.default_ttl_secs,
+            Ttl::NamespaceDefault => default_ttl_secs,
             Ttl::Secs(s) => s,
         };
         if secs == 0 {
@@ -441,7 +470,11 @@ impl<E: StorageEngine> Namespace<E> {
         if !has_write {
             return self.operate_read_only(req);
         }
-        if self.memory_used_bytes() >= self.pct_of_memory(self.config.stop_writes_used_pct) {
+        let (max_record_size, default_ttl_secs) = {
+            let c = self.config.read();
+            (c.max_record_size_bytes, c.default_ttl_secs)
+        };
+        if self.memory_used_bytes() >= self.stop_writes_bytes() {
             self.stop_writes.store(true, Ordering::Relaxed);
             return Err(StorageError::OutOfSpace);
         }
@@ -500,8 +533,8 @@ impl<E: StorageEngine> Namespace<E> {
             }
             if !bins.is_empty() {
                 let size = record::encoded_len(key, bins.iter().map(|b| (b.name, b.value.len())));
-                if size > self.config.max_record_size_bytes {
-                    return Err(StorageError::RecordTooBig { size, limit: self.config.max_record_size_bytes });
+                if size > max_record_size {
+                    return Err(StorageError::RecordTooBig { size, limit: max_record_size });
                 }
                 record::encode(&mut new_image, key, bins.iter().map(|b| (b.name, b.particle, b.value.as_slice())))?;
             }
@@ -520,7 +553,7 @@ impl<E: StorageEngine> Namespace<E> {
             };
         }
         let loc = self.engine.write(digest, &new_image)?;
-        let void_time = self.void_time_for(policy.ttl, old_void_time, now_secs);
+        let void_time = Self::void_time_for(policy.ttl, old_void_time, now_secs, default_ttl_secs);
         let h = match existing {
             Some(h) => h,
             None => {
@@ -736,10 +769,13 @@ impl<E: StorageEngine> Namespace<E> {
     }
 
     fn evict_round(&self) -> u64 {
-        if self.config.evict_used_pct == 0 {
-            return 0;
-        }
-        let mark = self.pct_of_memory(self.config.evict_used_pct);
+        let mark = {
+            let c = self.config.read();
+            if c.evict_used_pct == 0 {
+                return 0;
+            }
+            Self::pct_of_memory(c.memory_size_bytes, c.evict_used_pct)
+        };
         let used = self.memory_used_bytes();
         if used <= mark {
             return 0;
@@ -806,7 +842,7 @@ impl<E: StorageEngine> Namespace<E> {
     pub fn supervise(&self) {
         self.reclaim_dead();
         self.evict_if_needed();
-        let stop = self.memory_used_bytes() >= self.pct_of_memory(self.config.stop_writes_used_pct);
+        let stop = self.memory_used_bytes() >= self.stop_writes_bytes();
         self.stop_writes.store(stop, Ordering::Relaxed);
     }
 
@@ -836,7 +872,7 @@ impl<E: StorageEngine> Namespace<E> {
             evicted_objects: self.counters.evicted.load(Ordering::Relaxed),
             truncated_objects: self.counters.truncated.load(Ordering::Relaxed),
             stop_writes: self.stop_writes.load(Ordering::Relaxed),
-            memory_size_bytes: self.config.memory_size_bytes,
+            memory_size_bytes: self.config.read().memory_size_bytes,
             sets,
         }
     }

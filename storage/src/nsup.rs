@@ -21,14 +21,16 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    /// Starts supervising `ns` every `period`.
-    pub fn start<E: StorageEngine>(ns: Arc<Namespace<E>>, period: Duration) -> std::io::Result<Supervisor> {
+    /// Starts supervising `ns` every `nsup-period` (read again before each pass, so a change
+    /// takes effect at the next one).
+    pub fn start<E: StorageEngine>(ns: Arc<Namespace<E>>) -> std::io::Result<Supervisor> {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let stop_thread = Arc::clone(&stop);
         let thread = std::thread::Builder::new().name(format!("nsup-{}", ns.name())).spawn(move || {
             let (lock, cvar) = &*stop_thread;
             loop {
                 {
+                    let period = Duration::from_secs(ns.config().nsup_period_secs as u64);
                     let mut stopped = lock.lock();
                     if !*stopped {
                         cvar.wait_for(&mut stopped, period);

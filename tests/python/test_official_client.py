@@ -137,6 +137,18 @@ def test_batch_read_with_missing_keys(client):
     assert sorted(r.record[2]["v"] for r in found) == list(range(10))
 
 
+def test_batch_operate_and_remove(client):
+    keys = [key("bwrite", i) for i in range(10)]
+    res = client.batch_operate(keys, [op.write("v", 1), op.increment("n", 5)])
+    assert all(r.result == 0 for r in res.batch_records)
+    res = client.batch_operate(keys, [op.increment("n", 1), op.read("n")])
+    assert [r.record[2]["n"] for r in res.batch_records] == [6] * 10
+    res = client.batch_remove(keys[:5])
+    assert all(r.result == 0 for r in res.batch_records)
+    res = client.batch_read(keys)
+    assert [r.result for r in res.batch_records] == [2] * 5 + [0] * 5
+
+
 def test_scan_of_a_set(client):
     for i in range(100):
         client.put(key("scanset", i), {"v": i}, policy={"key": aerospike.POLICY_KEY_SEND})
