@@ -124,26 +124,77 @@ fn malformed_frames_are_refused_and_the_server_lives_on() {
 }
 
 #[test]
+fn compressed_requests_admin_frames_and_latencies() {
+    use std::io::Write as _;
+    let server = Petreld::start(&petreld_path!(), &[], &[]);
+    let addr = server.addr;
+    let mut s = connect(addr);
+
+    // A write wrapped in a type-4 frame: u64 length of the inner frame, then zlib data.
+    let inner = write_frame([9; 20], b"z");
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+    z.write_all(&inner).expect("compress");
+    let zbytes = z.finish().expect("compress");
+    let mut body = (inner.len() as u64).to_be_bytes().to_vec();
+    body.extend_from_slice(&zbytes);
+    let mut frame = ProtoHeader::encode(4, body.len() as u64).to_vec();
+    frame.extend_from_slice(&body);
+    s.write_all(&frame).expect("send");
+    let (t, answer) = read_frame(&mut s).expect("answer");
+    assert_eq!((t, result_code(&answer)), (3, 0));
+    let ns = server.info("namespace/test");
+    assert_eq!(stat(&ns, "objects").as_deref(), Some("1"), "the compressed write landed");
+
+    // A compressed frame whose stated length lies: the connection is closed.
+    let mut bad = (inner.len() as u64 + 5).to_be_bytes().to_vec();
+    bad.extend_from_slice(&zbytes);
+    let mut frame = ProtoHeader::encode(4, bad.len() as u64).to_vec();
+    frame.extend_from_slice(&bad);
+    let mut s2 = connect(addr);
+    s2.write_all(&frame).expect("send");
+    assert!(read_frame(&mut s2).is_none());
+
+    // Admin (security) frames: "security not enabled" (52), which clients take as success.
+    let mut admin = ProtoHeader::encode(2, 16).to_vec();
+    admin.extend_from_slice(&[0, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    s.write_all(&admin).expect("send");
+    let (t, answer) = read_frame(&mut s).expect("answer");
+    assert_eq!((t, answer.len(), answer[1]), (2, 16, 52));
+
+    // The write shows in the latency histograms, in Aerospike's format.
+    let lat = server.info("latencies:");
+    let write = lat.split(';').find(|h| h.starts_with("{test}-write:")).expect("write histogram");
+    let cols: Vec<&str> = write.trim_start_matches("{test}-write:").split(',').collect();
+    assert_eq!(cols[0], "msec");
+    assert_eq!(cols.len(), 19, "{write}");
+}
+
+#[test]
 fn connection_cap_and_idle_timeout() {
     let server = Petreld::start(
         &petreld_path!(),
         &[],
-        &[("PETREL_SERVICE__PROTO_FD_MAX", "3"), ("PETREL_SERVICE__PROTO_FD_IDLE_MS", "300")],
+        &[("PETREL_SERVICE__PROTO_FD_MAX", "3"), ("PETREL_SERVICE__PROTO_FD_IDLE_MS", "1000")],
     );
     let addr = server.addr;
-    let mut held: Vec<TcpStream> = (0..3).map(|_| connect(addr)).collect();
-    // Make sure all three were accepted before the fourth.
-    for s in &mut held {
+    // Each connection is used at once, so none can idle out before all three are open.
+    let status_frame = {
         let body = b"status\n";
         let mut f = ProtoHeader::encode(1, body.len() as u64).to_vec();
         f.extend_from_slice(body);
-        s.write_all(&f).expect("send");
-        assert!(read_frame(s).is_some());
+        f
+    };
+    let mut held: Vec<TcpStream> = Vec::new();
+    for _ in 0..3 {
+        let mut s = connect(addr);
+        s.write_all(&status_frame).expect("send");
+        assert!(read_frame(&mut s).is_some());
+        held.push(s);
     }
     let mut extra = connect(addr);
     let _ = extra.write_all(&ProtoHeader::encode(1, 0));
     assert!(read_frame(&mut extra).is_none(), "a fourth connection is refused");
-    // Idle connections are closed after 300 ms, which frees room for new ones.
+    // Idle connections are closed after 1 s, which frees room for new ones.
     let deadline = Instant::now() + Duration::from_secs(5);
     for s in &mut held {
         assert!(read_frame(s).is_none(), "idle connection closed");
