@@ -1,4 +1,7 @@
 //! Petrel's operator tools: the info-protocol CLI ([`info_cli`], the `petrel-info` binary)
-//! and the load generator (`petrel-bench`).
+//! and the load generator ([`load`], the `petrel-bench` binary, with asbench's flags; with
+//! `--redis` it drives a Redis server through [`redis`] for side-by-side figures).
 
 pub mod info_cli;
+pub mod load;
+pub mod redis;
