@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use petrel_proto::message::ProtoHeader;
 use petrel_proto::wire::{FrameType, PROTO_HEADER_LEN};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -18,7 +18,8 @@ pub const FRAME_SIZE_MAX: u64 = 128 << 20;
 /// A connection and its reusable read buffer.
 #[derive(Debug)]
 pub struct Connection {
-    stream: TcpStream,
+    /// Buffered reads: an answer's header and body usually arrive in one read call.
+    stream: BufReader<TcpStream>,
     pub(crate) buf: Vec<u8>,
     /// When the connection was last used, to drop idle ones.
     pub(crate) last_used: std::time::Instant,
@@ -31,13 +32,14 @@ impl Connection {
             Err(_) => return Err(Error::Timeout),
         };
         stream.set_nodelay(true)?;
+        let stream = BufReader::with_capacity(16 * 1024, stream);
         Ok(Connection { stream, buf: Vec::with_capacity(1024), last_used: std::time::Instant::now() })
     }
 
     /// Writes `frame` (a whole frame, header included).
     pub async fn send(&mut self, frame: &[u8], deadline: Option<Instant>) -> Result<(), Error> {
         self.last_used = std::time::Instant::now();
-        with_deadline(deadline, self.stream.write_all(frame)).await?.map_err(Error::from)
+        with_deadline(deadline, self.stream.get_mut().write_all(frame)).await?.map_err(Error::from)
     }
 
     /// Reads one frame into `self.buf` (body only); returns its type.

@@ -42,8 +42,32 @@ impl KeyRef<'_> {
 }
 
 /// The 20-byte RIPEMD-160 digest that identifies a record within a namespace.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+///
+/// Ordered bytewise (as the index and partition scans walk it); the comparison reads the
+/// bytes as big-endian words, which is the same order without a call into `memcmp`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Digest(pub [u8; DIGEST_LEN]);
+
+impl Ord for Digest {
+    #[inline]
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let word = |d: &[u8; DIGEST_LEN], i: usize| {
+            u64::from_be_bytes([d[i], d[i + 1], d[i + 2], d[i + 3], d[i + 4], d[i + 5], d[i + 6], d[i + 7]])
+        };
+        let tail = |d: &[u8; DIGEST_LEN]| u32::from_be_bytes([d[16], d[17], d[18], d[19]]);
+        word(&self.0, 0)
+            .cmp(&word(&other.0, 0))
+            .then_with(|| word(&self.0, 8).cmp(&word(&other.0, 8)))
+            .then_with(|| tail(&self.0).cmp(&tail(&other.0)))
+    }
+}
+
+impl PartialOrd for Digest {
+    #[inline]
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl Digest {
     /// Computes the digest of `key` in `set` (empty set name = no set).
@@ -124,6 +148,13 @@ mod tests {
             assert_eq!(Digest::compute(b"set", key).to_string(), want, "{key:?}");
         }
         assert_eq!(Digest::compute(b"set", KeyRef::Int(1)).partition_id(), 1922);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn order_is_bytewise(a in proptest::array::uniform20(0u8..), b in proptest::array::uniform20(0u8..)) {
+            proptest::prop_assert_eq!(Digest(a).cmp(&Digest(b)), a.cmp(&b));
+        }
     }
 
     #[test]

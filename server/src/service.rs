@@ -62,8 +62,10 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, mut shutdown: watch::
     while tasks.join_next().await.is_some() {}
 }
 
-async fn connection(node: &Node, mut stream: TcpStream, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
+async fn connection(node: &Node, stream: TcpStream, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
+    // Buffered reads: a request's header and body usually arrive in one read call.
+    let mut stream = tokio::io::BufReader::with_capacity(16 * 1024, stream);
     let idle_ms = node.config.service.proto_fd_idle_ms;
     let frame_max = node.config.service.frame_size_max;
     let mut body: Vec<u8> = Vec::new();
@@ -117,9 +119,9 @@ async fn connection(node: &Node, mut stream: TcpStream, mut shutdown: watch::Rec
                 info::handle(node, &body, &mut out);
                 end_frame(&mut out, start, FrameType::Info as u8);
             }
-            t if t == FrameType::Message as u8 => data::handle(node, &body, &mut out, &mut stream).await?,
+            t if t == FrameType::Message as u8 => data::handle(node, &body, &mut out, stream.get_mut()).await?,
             t if t == FrameType::CompressedMessage as u8 => match inflate(&body, frame_max) {
-                Some(inner) => data::handle(node, &inner, &mut out, &mut stream).await?,
+                Some(inner) => data::handle(node, &inner, &mut out, stream.get_mut()).await?,
                 None => {
                     node.counters.malformed_requests.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!("bad compressed frame; closing connection");
@@ -133,7 +135,7 @@ async fn connection(node: &Node, mut stream: TcpStream, mut shutdown: watch::Rec
                 return Ok(());
             }
         }
-        stream.write_all(&out).await?;
+        stream.get_mut().write_all(&out).await?;
         if body.capacity() > BUFFER_KEEP_BYTES {
             body = Vec::new();
         }
