@@ -2,5 +2,18 @@
 //! nodes, replication and migrations.
 //!
 //! It sits between `petrel-storage` (which holds a node's partitions) and `petrel-server`
-//! (which serves clients). Until membership lands, a node is a cluster of one and owns every
-//! partition; the server answers the clients' cluster questions accordingly.
+//! (which serves clients). What is here so far is the logic every node runs identically,
+//! free of sockets and clocks so it can be tested with injected time:
+//!
+//! * [`partition_table`] — replica lists per partition from the member list (rendezvous
+//!   hashing plus a balancing pass).
+//! * [`membership`] — heartbeat bookkeeping and the agreement on who is in the cluster
+//!   (principal, quanta, cluster key, clique eviction, splits and merges).
+//!
+//! Until the network side lands, `petreld` runs as a cluster of one.
+
+pub mod membership;
+pub mod partition_table;
+
+pub use membership::{ClusterView, Membership, MembershipConfig};
+pub use partition_table::{NodeId, PartitionTable};
