@@ -9,9 +9,13 @@
 //!   hashing plus a balancing pass).
 //! * [`membership`] — heartbeat bookkeeping and the agreement on who is in the cluster
 //!   (principal, quanta, cluster key, clique eviction, splits and merges).
+//! * [`heartbeat`] — the mesh transport that carries pulses between nodes and drives the
+//!   membership.
 //!
-//! Until the network side lands, `petreld` runs as a cluster of one.
+//! `petreld` does not start the heartbeat yet: until replication and migrations land, it runs
+//! as a cluster of one, so that a partition is never served by a node without its data.
 
+pub mod heartbeat;
 pub mod membership;
 pub mod partition_table;
 

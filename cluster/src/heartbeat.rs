@@ -1,0 +1,311 @@
+//! The heartbeat transport (mesh): each node keeps a TCP connection to every heartbeat
+//! endpoint it knows — its seeds, the peers it hears, and the endpoints those peers report —
+//! sends a [`Pulse`] on each every interval, and feeds the pulses it receives to its
+//! [`Membership`]. One seed is enough: a seed's pulse names everyone it hears.
+//!
+//! Frames are a `u32` big-endian length and a protobuf `Pulse`, at most [`FRAME_LEN_MAX`]
+//! bytes. Each outgoing connection has a small bounded queue; when it is full the pulse is
+//! dropped (a newer one follows), so a slow peer never holds the node back. Seeds may be DNS
+//! names and are resolved again on every reconnection.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use petrel_proto::cluster::Pulse;
+use prost::Message;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::membership::{ClusterView, Membership, MembershipConfig};
+use crate::partition_table::NodeId;
+
+/// Largest heartbeat frame accepted.
+pub const FRAME_LEN_MAX: usize = 64 * 1024;
+/// Pulses queued per outgoing connection before new ones are dropped.
+const QUEUE_LEN: usize = 4;
+/// Most endpoints a node dials at once.
+const ENDPOINTS_MAX: usize = 256;
+
+/// Settings of one node's heartbeat.
+#[derive(Debug, Clone)]
+pub struct HeartbeatConfig {
+    pub node_id: NodeId,
+    /// Where to listen for peers' pulses.
+    pub listen: SocketAddr,
+    /// The heartbeat endpoint peers are told (`host:port`).
+    pub advertise: String,
+    /// Seeds (`host:port`, names allowed).
+    pub seeds: Vec<String>,
+    pub membership: MembershipConfig,
+}
+
+/// A running heartbeat.
+#[derive(Debug)]
+pub struct Heartbeat {
+    view: watch::Receiver<ClusterView>,
+    tips: mpsc::UnboundedSender<String>,
+    stop: watch::Sender<bool>,
+    tasks: Option<JoinSet<()>>,
+    pub local_addr: SocketAddr,
+}
+
+impl Heartbeat {
+    /// Binds the listener and starts pulsing.
+    pub async fn start(config: HeartbeatConfig) -> std::io::Result<Heartbeat> {
+        let listener = TcpListener::bind(config.listen).await?;
+        let local_addr = listener.local_addr()?;
+        let epoch = Instant::now();
+        let now_ms = move || epoch.elapsed().as_millis() as u64;
+        let membership = Arc::new(Mutex::new(Membership::new(
+            config.node_id,
+            config.membership.clone(),
+            vec![config.advertise.clone()],
+            now_ms(),
+            config.node_id ^ std::process::id() as u64 ^ epoch.elapsed().as_nanos() as u64,
+        )));
+        let (view_tx, view_rx) = watch::channel(ClusterView::default());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (tips_tx, mut tips_rx) = mpsc::unbounded_channel::<String>();
+        let mut tasks = JoinSet::new();
+
+        // Receiving: one task per accepted connection.
+        let m = Arc::clone(&membership);
+        let mut stop = stop_rx.clone();
+        tasks.spawn(async move {
+            let mut conns = JoinSet::new();
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    accepted = listener.accept() => {
+                        let Ok((stream, peer)) = accepted else { continue };
+                        let m = Arc::clone(&m);
+                        let stop = stop.clone();
+                        conns.spawn(async move {
+                            if let Err(e) = receive(stream, m, now_ms, stop).await {
+                                tracing::debug!(%peer, error = %e, "heartbeat connection ended");
+                            }
+                        });
+                    }
+                    Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                }
+            }
+        });
+
+        // Pulsing and deciding: every interval.
+        let interval = Duration::from_millis(config.membership.interval_ms);
+        let mut stop = stop_rx.clone();
+        let seeds = config.seeds.clone();
+        tasks.spawn(async move {
+            let mut senders: HashMap<String, mpsc::Sender<Vec<u8>>> = HashMap::new();
+            let mut extra: Vec<String> = Vec::new();
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    Some(tip) = tips_rx.recv() => {
+                        if !extra.contains(&tip) { extra.push(tip); }
+                    }
+                    _ = tick.tick() => {
+                        let now = now_ms();
+                        let (frame, targets, change) = {
+                            let mut m = membership.lock();
+                            let change = m.tick(now);
+                            let pulse = m.pulse(now);
+                            let mut targets: Vec<String> = seeds.iter().chain(&extra).cloned().collect();
+                            targets.extend(m.endpoints_to_try(now));
+                            targets.extend(pulse.adjacency_endpoints.iter().filter(|e| !e.is_empty()).cloned());
+                            let mut frame = Vec::with_capacity(4 + pulse.encoded_len());
+                            frame.extend_from_slice(&(pulse.encoded_len() as u32).to_be_bytes());
+                            pulse.encode(&mut frame).expect("a Vec grows as needed");
+                            (frame, targets, change)
+                        };
+                        if let Some(view) = change {
+                            tracing::info!(key = format!("{:X}", view.key), members = ?view.members, "cluster view changed");
+                            let _ = view_tx.send(view);
+                        }
+                        for t in targets.into_iter().take(ENDPOINTS_MAX) {
+                            let tx = senders.entry(t.clone()).or_insert_with(|| spawn_sender(t, stop.clone()));
+                            // A full queue means a slow or dead peer: drop this pulse.
+                            let _ = tx.try_send(frame.clone());
+                        }
+                        senders.retain(|_, tx| !tx.is_closed());
+                    }
+                }
+            }
+        });
+
+        Ok(Heartbeat { view: view_rx, tips: tips_tx, stop: stop_tx, tasks: Some(tasks), local_addr })
+    }
+
+    /// The current cluster view.
+    pub fn view(&self) -> ClusterView {
+        self.view.borrow().clone()
+    }
+
+    /// A receiver that wakes on every view change.
+    pub fn watch(&self) -> watch::Receiver<ClusterView> {
+        self.view.clone()
+    }
+
+    /// Adds a seed at run time (the `tip` info command).
+    pub fn tip(&self, endpoint: String) {
+        let _ = self.tips.send(endpoint);
+    }
+
+    /// Stops every task and waits for them.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(mut tasks) = self.tasks.take() {
+            while tasks.join_next().await.is_some() {}
+        }
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(tasks) = self.tasks.as_mut() {
+            tasks.abort_all();
+        }
+    }
+}
+
+/// Reads pulses from one accepted connection into the membership.
+async fn receive(
+    mut stream: TcpStream,
+    membership: Arc<Mutex<Membership>>,
+    now_ms: impl Fn() -> u64,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    loop {
+        let mut len = [0u8; 4];
+        tokio::select! {
+            r = stream.read_exact(&mut len) => { r?; }
+            _ = stop.changed() => return Ok(()),
+        }
+        let len = u32::from_be_bytes(len) as usize;
+        if len > FRAME_LEN_MAX {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "heartbeat frame too large"));
+        }
+        buf.resize(len, 0);
+        tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut buf))
+            .await
+            .map_err(|_| std::io::ErrorKind::TimedOut)??;
+        let pulse =
+            Pulse::decode(buf.as_slice()).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        if let Err(e) = membership.lock().on_pulse(now_ms(), &pulse) {
+            tracing::debug!(node = format!("{:X}", pulse.node_id), error = %e, "pulse refused");
+        }
+    }
+}
+
+/// A task that keeps a connection to `endpoint` and writes the frames it is given.
+fn spawn_sender(endpoint: String, mut stop: watch::Receiver<bool>) -> mpsc::Sender<Vec<u8>> {
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUE_LEN);
+    tokio::spawn(async move {
+        let mut stream: Option<TcpStream> = None;
+        let mut retry_at = tokio::time::Instant::now();
+        loop {
+            let frame = tokio::select! {
+                _ = stop.changed() => return,
+                f = rx.recv() => match f { Some(f) => f, None => return },
+            };
+            if stream.is_none() {
+                if tokio::time::Instant::now() < retry_at {
+                    continue;
+                }
+                // Resolved on every attempt: seeds may be DNS names that move.
+                let connect = async {
+                    let addr =
+                        tokio::net::lookup_host(endpoint.as_str()).await?.next().ok_or(std::io::ErrorKind::NotFound)?;
+                    TcpStream::connect(addr).await
+                };
+                match tokio::time::timeout(Duration::from_millis(500), connect).await {
+                    Ok(Ok(s)) => {
+                        let _ = s.set_nodelay(true);
+                        stream = Some(s);
+                    }
+                    _ => {
+                        retry_at = tokio::time::Instant::now() + Duration::from_millis(500);
+                        continue;
+                    }
+                }
+            }
+            if let Some(s) = stream.as_mut() {
+                let write = tokio::time::timeout(Duration::from_millis(500), s.write_all(&frame)).await;
+                if !matches!(write, Ok(Ok(()))) {
+                    stream = None;
+                }
+            }
+        }
+    });
+    tx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn free_addr() -> SocketAddr {
+        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port")
+    }
+
+    async fn start(id: NodeId, addr: SocketAddr, seeds: Vec<String>) -> Heartbeat {
+        let mut membership = MembershipConfig::new("test-mesh");
+        // Faster than the defaults so the test is short; the logic is the same.
+        membership.interval_ms = 50;
+        membership.timeout_intervals = 6;
+        membership.quantum_ms = 500;
+        Heartbeat::start(HeartbeatConfig { node_id: id, listen: addr, advertise: addr.to_string(), seeds, membership })
+            .await
+            .expect("start heartbeat")
+    }
+
+    async fn wait_for(hbs: &[&Heartbeat], members: &[NodeId], within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let views: Vec<ClusterView> = hbs.iter().map(|h| h.view()).collect();
+            if views.iter().all(|v| v.members == members && v.key == views[0].key && v.key != 0) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "no agreement on {members:?} within {within:?}: {views:?}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_seed_forms_the_mesh_and_a_departure_is_noticed() {
+        let (a, b, c) = (free_addr(), free_addr(), free_addr());
+        let ha = start(0xA, a, vec![]).await;
+        // B and C know only A.
+        let hb = start(0xB, b, vec![a.to_string()]).await;
+        let hc = start(0xC, c, vec![a.to_string()]).await;
+        wait_for(&[&ha, &hb, &hc], &[0xC, 0xB, 0xA], Duration::from_secs(10)).await;
+        let key = ha.view().key;
+        hc.stop().await;
+        wait_for(&[&ha, &hb], &[0xB, 0xA], Duration::from_secs(10)).await;
+        assert_ne!(ha.view().key, key);
+        ha.stop().await;
+        hb.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn garbage_on_the_heartbeat_port_is_dropped() {
+        let a = free_addr();
+        let ha = start(0xA, a, vec![]).await;
+        let mut s = TcpStream::connect(a).await.expect("connect");
+        s.write_all(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3]).await.expect("write");
+        let mut byte = [0u8; 1];
+        let closed = tokio::time::timeout(Duration::from_secs(5), s.read(&mut byte)).await.expect("closed in time");
+        assert!(matches!(closed, Ok(0) | Err(_)), "an oversized frame closes the connection");
+        wait_for(&[&ha], &[0xA], Duration::from_secs(5)).await;
+        ha.stop().await;
+    }
+}
