@@ -85,6 +85,52 @@ impl Client {
         }
     }
 
+    /// Sends info commands to one node (by name; any node when `None`) and returns
+    /// `(command, value)` pairs.
+    pub async fn info(&self, node: Option<&str>, commands: &[&str]) -> Result<Vec<(String, String)>, Error> {
+        let nodes = self.cluster.nodes();
+        let node = match node {
+            Some(name) => nodes
+                .into_iter()
+                .find(|n| n.name == name)
+                .ok_or_else(|| Error::InvalidArgument(format!("no node {name}")))?,
+            None => nodes.into_iter().next().ok_or_else(|| Error::Connect("no node".into()))?,
+        };
+        let timeout = self.cluster.policy.connect_timeout;
+        let mut conn = node.get_connection(timeout).await?;
+        let answers = conn.info(commands, Some(Instant::now() + timeout)).await?;
+        node.put_connection(conn);
+        Ok(answers)
+    }
+
+    /// Removes every record of `set` (the whole namespace when `set` is `None`) last updated
+    /// before `before_nanos` since the Unix epoch (now when `None`), on every node.
+    pub async fn truncate(&self, namespace: &str, set: Option<&str>, before_nanos: Option<u64>) -> Result<(), Error> {
+        let mut command = match set {
+            Some(set) => format!("truncate:namespace={namespace};set={set}"),
+            None => format!("truncate-namespace:namespace={namespace}"),
+        };
+        if let Some(lut) = before_nanos {
+            command.push_str(&format!(";lut={lut}"));
+        }
+        for node in self.cluster.nodes() {
+            let answers = self.info(Some(&node.name), &[&command]).await?;
+            match answers.first() {
+                Some((_, v)) if v == "ok" => {}
+                Some((_, v)) => {
+                    let code = v
+                        .strip_prefix("ERROR:")
+                        .and_then(|r| r.split(':').next())
+                        .and_then(|c| c.parse().ok())
+                        .unwrap_or(1);
+                    return Err(Error::Server { code });
+                }
+                None => return Err(Error::Protocol("truncate: empty answer".into())),
+            }
+        }
+        Ok(())
+    }
+
     /// Runs one single-record command with retries; `for_write` routes to the master only.
     async fn execute(&self, base: &BasePolicy, key: &Key, frame: &[u8], for_write: bool) -> Result<Record, Error> {
         let deadline = (!base.total_timeout.is_zero()).then(|| Instant::now() + base.total_timeout);

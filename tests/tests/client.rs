@@ -139,6 +139,20 @@ fn operations_and_error_paths() {
         }
         seen.sort();
         assert_eq!(seen, (0..300).collect::<Vec<_>>());
+        // Info and truncate through the client.
+        let answers = client.info(None, &["status", "namespaces"]).await.expect("info");
+        assert_eq!(
+            answers,
+            vec![("status".to_string(), "ok".to_string()), ("namespaces".to_string(), "test".to_string())]
+        );
+        client.truncate("test", Some("batch"), None).await.expect("truncate");
+        assert!(client
+            .batch_get(&BatchPolicy::default(), &keys, Bins::None)
+            .await
+            .expect("batch")
+            .iter()
+            .all(Option::is_none));
+        assert_eq!(client.truncate("nope", None, None).await.unwrap_err().result_code(), Some(20));
         let limited = ScanPolicy { max_records: 10, ..Default::default() };
         let mut stream = client.scan(&limited, "test", "scan", Bins::None).await.expect("scan");
         let mut n = 0;
