@@ -161,6 +161,40 @@ pub struct SetStats {
     pub truncate_lut_ms: u64,
 }
 
+/// A copy of a record as replication and migration carry it between nodes.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordCopy<'a> {
+    pub digest: Digest,
+    /// Set name (empty = none).
+    pub set: &'a [u8],
+    pub meta: RecordMeta,
+    /// The record image (`record` module format).
+    pub image: &'a [u8],
+}
+
+/// Which of two copies of a record wins when they differ (after a split, during migrations).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConflictResolution {
+    /// Higher generation, then later last-update time (Aerospike's default).
+    #[default]
+    Generation,
+    /// Later last-update time, then higher generation.
+    LastUpdateTime,
+}
+
+impl ConflictResolution {
+    /// Whether `incoming` beats `local`; an identical copy does not.
+    pub fn incoming_wins(self, local: &RecordMeta, incoming: &RecordMeta) -> bool {
+        let by_gen = incoming.generation.cmp(&local.generation);
+        let by_lut = incoming.lut_ms.cmp(&local.lut_ms);
+        let order = match self {
+            ConflictResolution::Generation => by_gen.then(by_lut),
+            ConflictResolution::LastUpdateTime => by_lut.then(by_gen),
+        };
+        order == std::cmp::Ordering::Greater
+    }
+}
+
 /// Why a record is gone before the supervisor reclaimed it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Doom {
@@ -441,6 +475,104 @@ impl<E: StorageEngine> Namespace<E> {
     }
 
     // ---- writes ----
+
+    // ---- copies from other nodes (replication, migration) ----
+
+    /// Applies a copy of a record from another node: it is stored when this node has no live
+    /// copy, or when the incoming copy wins under `resolution`; returns whether it was stored.
+    /// The image is checked before it is stored, since it came over the network.
+    pub fn apply_copy(&self, copy: &RecordCopy<'_>, resolution: ConflictResolution) -> Result<bool, StorageError> {
+        let image = ImageView::parse(copy.image)?;
+        for bin in image.bins() {
+            check_bin_name(bin?.name)?;
+        }
+        if copy.meta.generation == 0 {
+            return Err(StorageError::Parameter("a copied record has generation 0"));
+        }
+        if copy.image.len() > self.config.read().max_record_size_bytes {
+            return Err(StorageError::RecordTooBig {
+                size: copy.image.len(),
+                limit: self.config.read().max_record_size_bytes,
+            });
+        }
+        let set_id = self.set_id_or_create(copy.set)?;
+        let now_secs = self.clock.now_secs();
+        let digest = &copy.digest;
+        let mut tree = self.partitions[digest.partition_id() as usize].lock(digest);
+        let existing = self.find_live(&mut tree, digest, now_secs);
+        if let Some(h) = existing {
+            let local = RecordMeta::of(tree.entry(h));
+            if !resolution.incoming_wins(&local, &copy.meta) {
+                return Ok(false);
+            }
+        }
+        // A copy that is already dead here (expired, truncated) is not worth storing.
+        if (copy.meta.void_time != 0 && copy.meta.void_time < now_secs)
+            || copy.meta.lut_ms
+                <= self.set_truncate_lut_ms[0]
+                    .load(Ordering::Relaxed)
+                    .max(self.set_truncate_lut_ms[set_id as usize].load(Ordering::Relaxed))
+        {
+            return Ok(false);
+        }
+        let loc = self.engine.write(digest, copy.image)?;
+        let h = match existing {
+            Some(h) => h,
+            None => {
+                let before = tree.arena_bytes();
+                let (h, _) = tree.find_or_insert(digest);
+                self.account_arena(before, tree.arena_bytes());
+                self.counters.objects.fetch_add(1, Ordering::Relaxed);
+                self.set_objects[set_id as usize].fetch_add(1, Ordering::Relaxed);
+                tree.entry_mut(h).set_set_id(set_id);
+                h
+            }
+        };
+        let e = tree.entry_mut(h);
+        if let Some(old) = e.loc.replace(loc) {
+            self.engine.release(old);
+        }
+        e.data_size = copy.image.len() as u32;
+        e.generation = copy.meta.generation;
+        e.void_time = copy.meta.void_time;
+        e.lut_ms = copy.meta.lut_ms;
+        e.set_key_stored(image.key.is_some());
+        Ok(true)
+    }
+
+    /// Removes a record because its master removed it; returns whether there was one.
+    pub fn apply_delete(&self, digest: &Digest) -> bool {
+        let mut tree = self.partitions[digest.partition_id() as usize].lock(digest);
+        self.drop_entry(&mut tree, digest)
+    }
+
+    /// Drops every record of partition `pid` (it moved to other nodes) and gives its index and
+    /// data memory back; returns how many records went.
+    pub fn drop_partition(&self, pid: PartitionId) -> u64 {
+        let partition = &self.partitions[pid as usize];
+        let mut dropped = 0;
+        for sprig in 0..partition.sprigs_count() {
+            let mut tree = partition.lock_sprig(sprig);
+            let before = tree.arena_bytes();
+            let old = std::mem::take(&mut *tree);
+            drop(tree);
+            let mut sets = Vec::new();
+            old.visit_from(None, |e| {
+                sets.push(e.set_id());
+                true
+            });
+            dropped += sets.len() as u64;
+            for set in sets {
+                self.set_objects[set as usize].fetch_sub(1, Ordering::Relaxed);
+            }
+            self.counters.objects.fetch_sub(old.len() as u64, Ordering::Relaxed);
+            for loc in old.into_locations() {
+                self.engine.release(loc);
+            }
+            self.account_arena(before, 0);
+        }
+        dropped
+    }
 
     /// Deletes a record.
     pub fn delete(&self, digest: &Digest, generation: GenerationPolicy) -> Result<(), StorageError> {

@@ -184,6 +184,11 @@ impl<L> Tree<L> {
         }
     }
 
+    /// Consumes the tree, returning the data locations of its live entries (to release them).
+    pub fn into_locations(self) -> impl Iterator<Item = L> {
+        self.nodes.into_iter().filter_map(|n| n.loc)
+    }
+
     /// Finds the entry for `digest`.
     #[inline]
     pub fn find(&self, digest: &Digest) -> Option<Handle> {
