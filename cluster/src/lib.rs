@@ -11,10 +11,13 @@
 //!   (principal, quanta, cluster key, clique eviction, splits and merges).
 //! * [`heartbeat`] — the mesh transport that carries pulses between nodes and drives the
 //!   membership.
+//! * [`fabric`] — multiplexed request/answer connections between nodes for replica writes,
+//!   migrations and proxied requests, with per-peer back-pressure and deadlines.
 //!
 //! `petreld` does not start the heartbeat yet: until replication and migrations land, it runs
 //! as a cluster of one, so that a partition is never served by a node without its data.
 
+pub mod fabric;
 pub mod heartbeat;
 pub mod membership;
 pub mod partition_table;

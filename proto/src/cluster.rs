@@ -64,3 +64,99 @@ mod tests {
         assert!(Pulse::decode(&[0xff, 0xff, 0xff][..]).is_err());
     }
 }
+
+/// Version of the fabric messages this build speaks.
+pub const FABRIC_VERSION: u32 = 1;
+
+/// One fabric message: a request (non-zero `request_id`, answered by a message with the same
+/// id and `is_answer`) carrying one of the bodies below.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct FabricMessage {
+    #[prost(uint32, tag = "1")]
+    pub version: u32,
+    #[prost(uint64, tag = "2")]
+    pub request_id: u64,
+    #[prost(bool, tag = "3")]
+    pub is_answer: bool,
+    #[prost(oneof = "fabric_message::Body", tags = "10, 11, 12, 13, 14")]
+    pub body: Option<fabric_message::Body>,
+}
+
+pub mod fabric_message {
+    /// What a fabric message carries.
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    pub enum Body {
+        /// A record copy the master sends its replicas.
+        #[prost(message, tag = "10")]
+        ReplicaWrite(super::RecordCopy),
+        /// Remove a record on a replica.
+        #[prost(message, tag = "11")]
+        ReplicaDelete(super::RecordRef),
+        /// The result of a request: 0 = done, otherwise a result code.
+        #[prost(message, tag = "12")]
+        Ack(super::Ack),
+        /// A batch of records of one partition moving to a new owner.
+        #[prost(message, tag = "13")]
+        MigrateRecords(super::MigrateRecords),
+        /// A client request forwarded to the node that owns its partition, and the answer.
+        #[prost(message, tag = "14")]
+        Proxy(super::Proxy),
+    }
+}
+
+/// A record copy: where it goes, its metadata, and its image.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RecordCopy {
+    #[prost(string, tag = "1")]
+    pub namespace: String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub digest: Vec<u8>,
+    #[prost(bytes = "vec", tag = "3")]
+    pub set: Vec<u8>,
+    #[prost(uint32, tag = "4")]
+    pub generation: u32,
+    #[prost(uint32, tag = "5")]
+    pub void_time: u32,
+    #[prost(uint64, tag = "6")]
+    pub lut_ms: u64,
+    #[prost(bytes = "vec", tag = "7")]
+    pub image: Vec<u8>,
+}
+
+/// A record named by namespace and digest.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RecordRef {
+    #[prost(string, tag = "1")]
+    pub namespace: String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub digest: Vec<u8>,
+}
+
+/// An answer's result.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Ack {
+    #[prost(uint32, tag = "1")]
+    pub result_code: u32,
+}
+
+/// Records of one partition sent to a new owner; `done` marks the last batch.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MigrateRecords {
+    #[prost(string, tag = "1")]
+    pub namespace: String,
+    #[prost(uint32, tag = "2")]
+    pub partition_id: u32,
+    #[prost(uint64, tag = "3")]
+    pub cluster_key: u64,
+    #[prost(message, repeated, tag = "4")]
+    pub records: Vec<RecordCopy>,
+    #[prost(bool, tag = "5")]
+    pub done: bool,
+}
+
+/// A client frame (request, or answer frames) carried between nodes.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Proxy {
+    #[prost(bytes = "vec", tag = "1")]
+    pub frame: Vec<u8>,
+}
