@@ -24,13 +24,22 @@ pub fn handle(node: &Node, body: &[u8], out: &mut Vec<u8>) {
     node.counters.info_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let text = String::from_utf8_lossy(body);
     for line in text.split('\n').filter(|l| !l.is_empty()).take(COMMANDS_MAX) {
-        let line = &line[..line.len().min(LINE_LEN_MAX)];
+        let line = truncate_at_char_boundary(line, LINE_LEN_MAX);
         let value = answer(node, line);
         out.extend_from_slice(line.as_bytes());
         out.push(b'\t');
         out.extend_from_slice(value.as_bytes());
         out.push(b'\n');
     }
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+fn truncate_at_char_boundary(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// Splits `name:k=v;k=v` or `name/a/b` into the name and the rest.
@@ -349,6 +358,16 @@ mod tests {
         let n = node();
         let want = format!("replicas\ttest:0,1,{}8=\n", "/".repeat(682));
         assert_eq!(ask(&n, "replicas\n"), want);
+    }
+
+    #[test]
+    fn long_lines_are_cut_on_character_boundaries() {
+        let n = node();
+        // 4095 ASCII bytes then a 2-byte character straddling the 4096-byte limit.
+        let line = format!("{}é{}", "x".repeat(4095), "y".repeat(10));
+        let a = ask(&n, &format!("{line}\n"));
+        assert!(a.ends_with("\tERROR:4:unrecognized command\n"));
+        assert_eq!(a.split('\t').next().map(str::len), Some(4095));
     }
 
     #[test]
