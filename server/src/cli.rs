@@ -30,8 +30,11 @@ struct Args {
 
 /// Runs `petreld` with the process's arguments; exits with status 2 on invalid configuration.
 pub fn main() -> anyhow::Result<()> {
+    // Logs go to stderr, coloured only on a terminal (containers collect plain lines).
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PETREL_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
     let overrides =
