@@ -62,7 +62,7 @@ TCK=$(getconf CLK_TCK)
 
 PPORT=$(free_port)
 RPORT=$(free_port)
-PETREL_NAMESPACE__TEST__MEMORY_SIZE=$((8 << 30)) "$PETRELD" --listen "127.0.0.1:$PPORT" >"$WORK/petreld.log" 2>&1 &
+PETREL_SERVICE__SERVICE_THREADS=${PETREL_SERVICE_THREADS:-0} PETREL_NAMESPACE__TEST__MEMORY_SIZE=$((8 << 30)) "$PETRELD" --listen "127.0.0.1:$PPORT" >"$WORK/petreld.log" 2>&1 &
 PPID_=$!; PIDS+=("$PPID_")
 redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no --daemonize no >"$WORK/redis.log" 2>&1 &
 RPID=$!; PIDS+=("$RPID")

@@ -46,7 +46,11 @@ pub fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if config.service.service_threads > 0 {
+        builder.worker_threads(config.service.service_threads);
+    }
+    let runtime = builder.thread_name("petrel-service").enable_all().build()?;
     runtime.block_on(crate::run(config, shutdown_signal()))
 }
 

@@ -43,6 +43,8 @@ pub struct ServiceConfig {
     pub frame_size_max: u64,
     /// Most keys in one batch request.
     pub batch_max_requests: u32,
+    /// Threads serving client connections; 0 = one per CPU.
+    pub service_threads: usize,
 }
 
 impl Default for ServiceConfig {
@@ -56,6 +58,7 @@ impl Default for ServiceConfig {
             proto_fd_idle_ms: 600_000,
             frame_size_max: 32 << 20,
             batch_max_requests: 5_000,
+            service_threads: 0,
         }
     }
 }
@@ -188,6 +191,9 @@ impl Config {
         }
         if self.service.frame_size_max < 1024 || self.service.frame_size_max > petrel_proto::wire::PROTO_SIZE_MAX {
             return Err("service.frame_size_max: must be 1 KiB to 128 MiB".into());
+        }
+        if self.service.service_threads > 256 {
+            return Err("service.service_threads: at most 256".into());
         }
         if self.service.batch_max_requests == 0 {
             return Err("service.batch_max_requests: must be at least 1".into());
