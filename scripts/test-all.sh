@@ -35,3 +35,11 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 timeout 600 "$venv/bin/pip" install -q --disable-pip-version-check aerospike pytest
 PETREL_BIN="$PWD/target/debug/petreld" timeout 600 "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/python
+
+step "container"
+if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
+  PYTHON="$PWD/$venv/bin/python" timeout 900 bash docker/test.sh
+else
+  echo "docker is required for the container test" >&2
+  exit 1
+fi
