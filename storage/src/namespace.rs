@@ -395,6 +395,38 @@ impl<E: StorageEngine> Namespace<E> {
         }
     }
 
+    /// Puts a newly written image in place: into the existing entry (releasing the old image)
+    /// or into a new entry of set `set_id`, keeping the counters true. Returns the entry.
+    fn install(
+        &self,
+        tree: &mut Tree<E::Loc>,
+        existing: Option<crate::index::Handle>,
+        digest: &Digest,
+        set_id: u16,
+        loc: E::Loc,
+        data_size: usize,
+    ) -> crate::index::Handle {
+        let h = match existing {
+            Some(h) => h,
+            None => {
+                let before = tree.arena_bytes();
+                let (h, inserted) = tree.find_or_insert(digest);
+                debug_assert!(inserted);
+                self.account_arena(before, tree.arena_bytes());
+                self.counters.objects.fetch_add(1, Ordering::Relaxed);
+                self.set_objects[set_id as usize].fetch_add(1, Ordering::Relaxed);
+                tree.entry_mut(h).set_set_id(set_id);
+                h
+            }
+        };
+        let e = tree.entry_mut(h);
+        if let Some(old) = e.loc.replace(loc) {
+            self.engine.release(old);
+        }
+        e.data_size = data_size as u32;
+        h
+    }
+
     /// Finds the live entry for `digest`, reclaiming it on the spot if it is dead.
     fn find_live(&self, tree: &mut Tree<E::Loc>, digest: &Digest, now_secs: u32) -> Option<crate::index::Handle> {
         let h = tree.find(digest)?;
@@ -516,23 +548,8 @@ impl<E: StorageEngine> Namespace<E> {
             return Ok(false);
         }
         let loc = self.engine.write(digest, copy.image)?;
-        let h = match existing {
-            Some(h) => h,
-            None => {
-                let before = tree.arena_bytes();
-                let (h, _) = tree.find_or_insert(digest);
-                self.account_arena(before, tree.arena_bytes());
-                self.counters.objects.fetch_add(1, Ordering::Relaxed);
-                self.set_objects[set_id as usize].fetch_add(1, Ordering::Relaxed);
-                tree.entry_mut(h).set_set_id(set_id);
-                h
-            }
-        };
+        let h = self.install(&mut tree, existing, digest, set_id, loc, copy.image.len());
         let e = tree.entry_mut(h);
-        if let Some(old) = e.loc.replace(loc) {
-            self.engine.release(old);
-        }
-        e.data_size = copy.image.len() as u32;
         e.generation = copy.meta.generation;
         e.void_time = copy.meta.void_time;
         e.lut_ms = copy.meta.lut_ms;
@@ -686,24 +703,8 @@ impl<E: StorageEngine> Namespace<E> {
         }
         let loc = self.engine.write(digest, &new_image)?;
         let void_time = Self::void_time_for(policy.ttl, old_void_time, now_secs, default_ttl_secs);
-        let h = match existing {
-            Some(h) => h,
-            None => {
-                let before = tree.arena_bytes();
-                let (h, inserted) = tree.find_or_insert(digest);
-                debug_assert!(inserted);
-                self.account_arena(before, tree.arena_bytes());
-                self.counters.objects.fetch_add(1, Ordering::Relaxed);
-                self.set_objects[set_id as usize].fetch_add(1, Ordering::Relaxed);
-                tree.entry_mut(h).set_set_id(set_id);
-                h
-            }
-        };
+        let h = self.install(&mut tree, existing, digest, set_id, loc, new_image.len());
         let e = tree.entry_mut(h);
-        if let Some(old) = e.loc.replace(loc) {
-            self.engine.release(old);
-        }
-        e.data_size = new_image.len() as u32;
         e.generation = next_generation(e.generation);
         e.void_time = void_time;
         // A write is always newer than the last update and than any truncate cut-off that
