@@ -135,8 +135,11 @@ fn write_policy(h: &MsgHeader) -> Result<WritePolicy, StorageError> {
 }
 
 /// Converts wire ops to storage ops.
-fn storage_ops<'a>(msg: &Message<'a>) -> Result<Vec<Op<'a>>, StorageError> {
-    let mut ops = Vec::with_capacity(msg.header.n_ops as usize);
+/// A request's ops; inline up to 8, so common requests do not allocate for them.
+type Ops<'a> = smallvec::SmallVec<[Op<'a>; 8]>;
+
+fn storage_ops<'a>(msg: &Message<'a>) -> Result<Ops<'a>, StorageError> {
+    let mut ops = Ops::with_capacity(msg.header.n_ops as usize);
     for w in msg.ops() {
         let value = ParticleRef { particle: w.particle, bytes: w.value };
         let op = match OpType::from_u8(w.op_type) {

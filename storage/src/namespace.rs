@@ -648,6 +648,7 @@ impl<E: StorageEngine> Namespace<E> {
         // Phase 1: compute the new image and the results while the old image is borrowed.
         let mut scratch = Vec::new();
         let mut new_image = Vec::new();
+        // Most records have a few bins: keep the working list on the stack.
         let mut results = Vec::new();
         let (old_void_time, keep_key_stored, bins_left) = {
             let (old_image, old_void) = match existing {
@@ -665,7 +666,7 @@ impl<E: StorageEngine> Namespace<E> {
                 }
             }
             let key = stored_key.or(req.key);
-            let mut bins: Vec<WorkBin<'_>> = Vec::new();
+            let mut bins: WorkBins<'_> = WorkBins::new();
             if let (Some(img), false) = (old_image, replace) {
                 bins.reserve(img.bins_count() + req.ops.len());
                 for b in img.bins() {
@@ -685,6 +686,7 @@ impl<E: StorageEngine> Namespace<E> {
                 if size > max_record_size {
                     return Err(StorageError::RecordTooBig { size, limit: max_record_size });
                 }
+                new_image.reserve_exact(size);
                 record::encode(&mut new_image, key, bins.iter().map(|b| (b.name, b.particle, b.value.as_slice())))?;
             }
             (old_void, key.is_some(), !bins.is_empty())
@@ -726,7 +728,7 @@ impl<E: StorageEngine> Namespace<E> {
         let mut scratch = Vec::new();
         let loc = e.loc().ok_or(StorageError::Internal("live entry without data"))?;
         let image = ImageView::parse(self.engine.read(loc, &mut scratch)?)?;
-        let mut bins: Vec<WorkBin<'_>> = Vec::with_capacity(image.bins_count());
+        let mut bins: WorkBins<'_> = WorkBins::with_capacity(image.bins_count());
         for b in image.bins() {
             let b = b?;
             bins.push(WorkBin { name: b.name, particle: b.value.particle, value: CowBytes::Borrowed(b.value.bytes) });
@@ -1039,6 +1041,9 @@ impl CowBytes<'_> {
     }
 }
 
+/// The bins of a record being worked on; inline up to 8.
+type WorkBins<'a> = smallvec::SmallVec<[WorkBin<'a>; 8]>;
+
 /// A bin being worked on by an operate.
 #[derive(Debug)]
 struct WorkBin<'a> {
@@ -1060,12 +1065,7 @@ fn find_bin(bins: &[WorkBin<'_>], name: &[u8]) -> Option<usize> {
     bins.iter().position(|b| b.name == name)
 }
 
-fn set_bin<'a>(
-    bins: &mut Vec<WorkBin<'a>>,
-    name: &'a [u8],
-    particle: u8,
-    value: CowBytes<'a>,
-) -> Result<(), StorageError> {
+fn set_bin<'a>(bins: &mut WorkBins<'a>, name: &'a [u8], particle: u8, value: CowBytes<'a>) -> Result<(), StorageError> {
     match find_bin(bins, name) {
         Some(i) => {
             bins[i].particle = particle;
@@ -1083,7 +1083,7 @@ fn set_bin<'a>(
 
 fn apply_op<'a>(
     op: &Op<'a>,
-    bins: &mut Vec<WorkBin<'a>>,
+    bins: &mut WorkBins<'a>,
     results: &mut Vec<OpResult>,
     respond_all: bool,
 ) -> Result<(), StorageError> {
