@@ -60,7 +60,7 @@ impl NamespaceConfig {
             evict_used_pct: 60,
             stop_writes_used_pct: 90,
             max_record_size_bytes: 1 << 20,
-            sprigs_per_partition: 16,
+            sprigs_per_partition: 8,
             nsup_period_secs: 1,
         }
     }
