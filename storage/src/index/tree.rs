@@ -2,9 +2,11 @@
 //!
 //! Nodes live in one `Vec` per sprig and refer to each other by 32-bit handles (indexes into
 //! that vector), so there is no per-node heap allocation and no pointer chasing through the
-//! allocator. There are no parent pointers: insertion and deletion are Julienne Walker's
-//! top-down algorithms, which restructure on the way down and so need neither parents nor a
-//! path stack. Freed nodes are chained through their left link into a free list and reused.
+//! allocator. There are no parent pointers: insertion is Julienne Walker's top-down algorithm,
+//! which restructures on the way down and needs neither parents nor a path; deletion records
+//! its search path on the stack and fixes colours bottom-up along it, which touches fewer
+//! nodes than a top-down pass. Freed nodes are chained through their left link into a free
+//! list and reused.
 //!
 //! The vector grows by an eighth of its size at a time rather than doubling, so at most about
 //! 12 % of the arena is slack; that keeps the whole index inside 64 bytes per record.
@@ -16,13 +18,17 @@ use petrel_proto::Digest;
 pub type Handle = u32;
 /// The null handle.
 pub const NIL: Handle = u32::MAX;
-/// The handle of the false root used by the top-down algorithms; its right link is the root.
+/// The handle of the false root (the parent of the root in the algorithms); its right link is
+/// the root.
 const HEAD: Handle = u32::MAX - 1;
 /// Largest number of nodes one tree can hold.
 pub const NODES_MAX: usize = (u32::MAX - 2) as usize;
 
 const LEFT: usize = 0;
 const RIGHT: usize = 1;
+/// Longest search path recorded: the height bound of a red-black tree with fewer than 2^32
+/// nodes (64) plus room for the fix-up's extra step.
+const PATH_MAX: usize = 72;
 
 const META_RED: u16 = 1 << 15;
 const META_KEY_STORED: u16 = 1 << 14;
@@ -316,76 +322,63 @@ impl<L> Tree<L> {
     }
 
     /// Removes the entry for `digest`, returning what it held.
+    ///
+    /// Bottom-up: one descent records the path (there are no parent pointers), the node
+    /// physically unlinked has at most one child, and the colour fix-up walks back up the
+    /// recorded path, usually stopping after a step or two.
     pub fn remove(&mut self, digest: &Digest) -> Option<Removed<L>> {
-        if self.root == NIL {
+        // (node, direction taken from it); the height is at most 2·log2(n+1) ≤ 64, and the
+        // fix-up may insert one extra step.
+        let mut path = [(NIL, LEFT); PATH_MAX];
+        let mut depth = 0usize;
+        let mut h = self.root;
+        while h != NIL {
+            let n = &self.nodes[h as usize];
+            let dir = match digest.cmp(&n.digest) {
+                std::cmp::Ordering::Equal => break,
+                std::cmp::Ordering::Less => LEFT,
+                std::cmp::Ordering::Greater => RIGHT,
+            };
+            path[depth] = (h, dir);
+            depth += 1;
+            h = n.links[dir];
+        }
+        if h == NIL {
             return None;
         }
-        // Top-down deletion: push a red node down the search path so the node finally
-        // unlinked is red; the found entry takes the payload of its in-order neighbour.
-        let mut q = HEAD;
-        let mut g;
-        let mut p = NIL;
-        let mut found = NIL;
-        let mut dir = RIGHT;
-        while self.link(q, dir) != NIL {
-            let last = dir;
-            g = p;
-            p = q;
-            q = self.link(q, dir);
-            let qd = self.nodes[q as usize].digest;
-            dir = if qd < *digest { RIGHT } else { LEFT };
-            if qd == *digest {
-                found = q;
-            }
-            if !self.red(q) && !self.red(self.link(q, dir)) {
-                if self.red(self.link(q, 1 - dir)) {
-                    let sub = self.rotate_single(q, dir);
-                    self.set_link(p, last, sub);
-                    p = sub;
-                } else {
-                    let s = self.link(p, 1 - last);
-                    if s != NIL {
-                        if !self.red(self.link(s, 1 - last)) && !self.red(self.link(s, last)) {
-                            self.paint(p, false);
-                            self.paint(s, true);
-                            self.paint(q, true);
-                        } else {
-                            let dir2 = if self.link(g, RIGHT) == p { RIGHT } else { LEFT };
-                            let sub = if self.red(self.link(s, last)) {
-                                self.rotate_double(p, last)
-                            } else {
-                                self.rotate_single(p, last)
-                            };
-                            self.set_link(g, dir2, sub);
-                            self.paint(q, true);
-                            self.paint(sub, true);
-                            let (l, r) = (self.link(sub, LEFT), self.link(sub, RIGHT));
-                            self.paint(l, false);
-                            self.paint(r, false);
-                        }
-                    }
-                }
-            }
-        }
-        if found == NIL {
-            // Absent: the restructuring on the way down left a valid tree.
-            let root = self.root;
-            self.paint(root, false);
-            return None;
-        }
+        let found = h;
         let removed = {
             let f = &mut self.nodes[found as usize];
             Removed { digest: f.digest, loc: f.loc.take(), data_size: f.data_size, set_id: f.set_id() }
         };
-        if found != q {
-            // Move q's payload into `found`; q is the node physically unlinked.
-            let (a, b) = two_mut(&mut self.nodes, found as usize, q as usize);
+        // With two children, the in-order successor (leftmost of the right subtree) is the node
+        // unlinked; its payload moves into `found`.
+        let mut target = found;
+        if self.link(found, LEFT) != NIL && self.link(found, RIGHT) != NIL {
+            path[depth] = (found, RIGHT);
+            depth += 1;
+            let mut y = self.link(found, RIGHT);
+            while self.link(y, LEFT) != NIL {
+                path[depth] = (y, LEFT);
+                depth += 1;
+                y = self.link(y, LEFT);
+            }
+            target = y;
+            let (a, b) = two_mut(&mut self.nodes, found as usize, target as usize);
             a.take_payload(b);
         }
-        let child = if self.link(q, LEFT) == NIL { self.link(q, RIGHT) } else { self.link(q, LEFT) };
-        let side = if self.link(p, RIGHT) == q { RIGHT } else { LEFT };
-        self.set_link(p, side, child);
-        self.free(q);
+        let child = if self.link(target, LEFT) != NIL { self.link(target, LEFT) } else { self.link(target, RIGHT) };
+        let (parent, side) = if depth == 0 { (HEAD, RIGHT) } else { path[depth - 1] };
+        self.set_link(parent, side, child);
+        let target_was_red = self.red(target);
+        self.free(target);
+        if !target_was_red {
+            if self.red(child) {
+                self.paint(child, false);
+            } else {
+                self.fix_double_black(&mut path, depth);
+            }
+        }
         let root = self.root;
         self.paint(root, false);
         self.len -= 1;
@@ -394,6 +387,67 @@ impl<L> Tree<L> {
             *self = Tree::default();
         }
         Some(removed)
+    }
+
+    /// Restores the black height after a black node was unlinked: the subtree at
+    /// `path[depth - 1]` (parent, side) is one black short.
+    fn fix_double_black(&mut self, path: &mut [(Handle, usize); PATH_MAX], mut depth: usize) {
+        while depth > 0 {
+            let (p, dir) = path[depth - 1];
+            let x = self.link(p, dir);
+            if self.red(x) {
+                self.paint(x, false);
+                return;
+            }
+            let (gp, gdir) = if depth >= 2 { path[depth - 2] } else { (HEAD, RIGHT) };
+            let mut s = self.link(p, 1 - dir);
+            if self.red(s) {
+                // Red sibling: rotate it above the parent, so the new sibling is black.
+                self.paint(s, false);
+                self.paint(p, true);
+                let inner = self.link(s, dir);
+                self.set_link(p, 1 - dir, inner);
+                self.set_link(s, dir, p);
+                self.set_link(gp, gdir, s);
+                path[depth - 1] = (s, dir);
+                path[depth] = (p, dir);
+                depth += 1;
+                s = self.link(p, 1 - dir);
+            }
+            let (near, far) = (self.link(s, dir), self.link(s, 1 - dir));
+            if !self.red(near) && !self.red(far) {
+                // Both nephews black: recolour and move the shortfall up to the parent.
+                self.paint(s, true);
+                depth -= 1;
+                if self.red(p) {
+                    self.paint(p, false);
+                    return;
+                }
+                continue;
+            }
+            let (gp, gdir) = if depth >= 2 { path[depth - 2] } else { (HEAD, RIGHT) };
+            if !self.red(far) {
+                // Near nephew red: rotate it above the sibling.
+                self.paint(near, false);
+                self.paint(s, true);
+                let inner = self.link(near, 1 - dir);
+                self.set_link(s, dir, inner);
+                self.set_link(near, 1 - dir, s);
+                self.set_link(p, 1 - dir, near);
+                s = near;
+            }
+            // Far nephew red: rotate the sibling above the parent; done.
+            let p_red = self.red(p);
+            self.paint(s, p_red);
+            self.paint(p, false);
+            let far = self.link(s, 1 - dir);
+            self.paint(far, false);
+            let inner = self.link(s, dir);
+            self.set_link(p, 1 - dir, inner);
+            self.set_link(s, dir, p);
+            self.set_link(gp, gdir, s);
+            return;
+        }
     }
 
     /// The first entry whose digest is strictly greater than `after` (or the smallest entry
