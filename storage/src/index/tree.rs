@@ -2,11 +2,10 @@
 //!
 //! Nodes live in one `Vec` per sprig and refer to each other by 32-bit handles (indexes into
 //! that vector), so there is no per-node heap allocation and no pointer chasing through the
-//! allocator. There are no parent pointers: insertion is Julienne Walker's top-down algorithm,
-//! which restructures on the way down and needs neither parents nor a path; deletion records
-//! its search path on the stack and fixes colours bottom-up along it, which touches fewer
-//! nodes than a top-down pass. Freed nodes are chained through their left link into a free
-//! list and reused.
+//! allocator. There are no parent pointers: insertion and deletion record their search path
+//! on the stack (at most 64 steps) and fix colours bottom-up along it, which usually stops
+//! within a step or two. Freed nodes are chained through their left link into a free list and
+//! reused.
 //!
 //! The vector grows by an eighth of its size at a time rather than doubling, so at most about
 //! 12 % of the arena is slack; that keeps the whole index inside 64 bytes per record.
@@ -18,8 +17,7 @@ use petrel_proto::Digest;
 pub type Handle = u32;
 /// The null handle.
 pub const NIL: Handle = u32::MAX;
-/// The handle of the false root (the parent of the root in the algorithms); its right link is
-/// the root.
+/// The handle standing for the root's parent in recorded paths; its right link is the root.
 const HEAD: Handle = u32::MAX - 1;
 /// Largest number of nodes one tree can hold.
 pub const NODES_MAX: usize = (u32::MAX - 2) as usize;
@@ -244,76 +242,66 @@ impl<L> Tree<L> {
         self.free_head = h;
     }
 
-    fn rotate_single(&mut self, root: Handle, dir: usize) -> Handle {
-        let save = self.link(root, 1 - dir);
-        let inner = self.link(save, dir);
-        self.set_link(root, 1 - dir, inner);
-        self.set_link(save, dir, root);
-        self.paint(root, true);
-        self.paint(save, false);
-        save
-    }
-
-    fn rotate_double(&mut self, root: Handle, dir: usize) -> Handle {
-        let child = self.link(root, 1 - dir);
-        let new_child = self.rotate_single(child, 1 - dir);
-        self.set_link(root, 1 - dir, new_child);
-        self.rotate_single(root, dir)
-    }
-
     /// Finds the entry for `digest`, inserting a fresh one (generation 0, no location) if it is
     /// absent. Returns its handle and whether it was inserted.
+    ///
+    /// One descent records the search path; a new red leaf is fixed up bottom-up along it
+    /// (recolouring up the path, at most two rotations).
     pub fn find_or_insert(&mut self, digest: &Digest) -> (Handle, bool) {
-        if let Some(h) = self.find(digest) {
-            return (h, false);
+        let mut path = [(NIL, LEFT); PATH_MAX];
+        let mut depth = 0usize;
+        let mut h = self.root;
+        while h != NIL {
+            let n = &self.nodes[h as usize];
+            let dir = match digest.cmp(&n.digest) {
+                std::cmp::Ordering::Equal => return (h, false),
+                std::cmp::Ordering::Less => LEFT,
+                std::cmp::Ordering::Greater => RIGHT,
+            };
+            path[depth] = (h, dir);
+            depth += 1;
+            h = n.links[dir];
         }
-        if self.root == NIL {
-            let h = self.alloc(*digest);
-            self.root = h;
-            self.paint(h, false);
-            self.len += 1;
-            return (h, true);
-        }
-        // Top-down insertion: flip colours and rotate on the way down, so the new red leaf
-        // never needs fixing up from below.
-        let mut t = HEAD; // great-grandparent
-        let mut g = NIL; // grandparent
-        let mut p = NIL; // parent
-        let mut q = self.root;
-        let mut dir = LEFT;
-        let mut last = LEFT;
-        let mut inserted = NIL;
-        loop {
-            if q == NIL {
-                q = self.alloc(*digest);
-                self.set_link(p, dir, q);
-                inserted = q;
-            } else if self.red(self.link(q, LEFT)) && self.red(self.link(q, RIGHT)) {
-                self.paint(q, true);
-                let (l, r) = (self.link(q, LEFT), self.link(q, RIGHT));
-                self.paint(l, false);
-                self.paint(r, false);
-            }
-            if self.red(q) && self.red(p) {
-                let dir2 = if self.link(t, RIGHT) == g { RIGHT } else { LEFT };
-                let sub = if q == self.link(p, last) {
-                    self.rotate_single(g, 1 - last)
-                } else {
-                    self.rotate_double(g, 1 - last)
-                };
-                self.set_link(t, dir2, sub);
-            }
-            if q == inserted {
+        let inserted = self.alloc(*digest);
+        let (parent, side) = if depth == 0 { (HEAD, RIGHT) } else { path[depth - 1] };
+        self.set_link(parent, side, inserted);
+        // `x` is red; `path[depth - 1]` is its parent.
+        let mut x = inserted;
+        while depth >= 1 {
+            let (p, pdir) = path[depth - 1];
+            if !self.red(p) {
                 break;
             }
-            last = dir;
-            dir = if self.nodes[q as usize].digest < *digest { RIGHT } else { LEFT };
-            if g != NIL {
-                t = g;
+            // A red parent is never the root, so there is a grandparent.
+            let (g, gdir) = path[depth - 2];
+            let uncle = self.link(g, 1 - gdir);
+            if self.red(uncle) {
+                // Red uncle: push the blackness down from the grandparent and go up two.
+                self.paint(p, false);
+                self.paint(uncle, false);
+                self.paint(g, true);
+                x = g;
+                depth -= 2;
+                continue;
             }
-            g = p;
-            p = q;
-            q = self.link(q, dir);
+            let (ggp, ggdir) = if depth >= 3 { path[depth - 3] } else { (HEAD, RIGHT) };
+            let mut top = p;
+            if pdir != gdir {
+                // Inner grandchild: rotate it above its parent first.
+                let inner = self.link(x, gdir);
+                self.set_link(p, pdir, inner);
+                self.set_link(x, gdir, p);
+                self.set_link(g, gdir, x);
+                top = x;
+            }
+            // Outer: rotate the grandparent down.
+            let inner = self.link(top, 1 - gdir);
+            self.set_link(g, gdir, inner);
+            self.set_link(top, 1 - gdir, g);
+            self.set_link(ggp, ggdir, top);
+            self.paint(top, false);
+            self.paint(g, true);
+            break;
         }
         let root = self.root;
         self.paint(root, false);
