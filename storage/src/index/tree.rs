@@ -242,6 +242,26 @@ impl<L> Tree<L> {
         self.free_head = h;
     }
 
+    /// Walks from the root towards `digest`, recording each (node, direction taken) in `path`.
+    /// Returns the entry holding `digest` (or `NIL`) and the number of steps recorded; the
+    /// height of the tree is at most 2·log2(n+1) ≤ 64, and the fix-ups may add one step.
+    fn descend(&self, digest: &Digest, path: &mut [(Handle, usize); PATH_MAX]) -> (Handle, usize) {
+        let mut depth = 0usize;
+        let mut h = self.root;
+        while h != NIL {
+            let n = &self.nodes[h as usize];
+            let dir = match digest.cmp(&n.digest) {
+                std::cmp::Ordering::Equal => return (h, depth),
+                std::cmp::Ordering::Less => LEFT,
+                std::cmp::Ordering::Greater => RIGHT,
+            };
+            path[depth] = (h, dir);
+            depth += 1;
+            h = n.links[dir];
+        }
+        (NIL, depth)
+    }
+
     /// Finds the entry for `digest`, inserting a fresh one (generation 0, no location) if it is
     /// absent. Returns its handle and whether it was inserted.
     ///
@@ -249,18 +269,9 @@ impl<L> Tree<L> {
     /// (recolouring up the path, at most two rotations).
     pub fn find_or_insert(&mut self, digest: &Digest) -> (Handle, bool) {
         let mut path = [(NIL, LEFT); PATH_MAX];
-        let mut depth = 0usize;
-        let mut h = self.root;
-        while h != NIL {
-            let n = &self.nodes[h as usize];
-            let dir = match digest.cmp(&n.digest) {
-                std::cmp::Ordering::Equal => return (h, false),
-                std::cmp::Ordering::Less => LEFT,
-                std::cmp::Ordering::Greater => RIGHT,
-            };
-            path[depth] = (h, dir);
-            depth += 1;
-            h = n.links[dir];
+        let (found, mut depth) = self.descend(digest, &mut path);
+        if found != NIL {
+            return (found, false);
         }
         let inserted = self.alloc(*digest);
         let (parent, side) = if depth == 0 { (HEAD, RIGHT) } else { path[depth - 1] };
@@ -315,26 +326,11 @@ impl<L> Tree<L> {
     /// physically unlinked has at most one child, and the colour fix-up walks back up the
     /// recorded path, usually stopping after a step or two.
     pub fn remove(&mut self, digest: &Digest) -> Option<Removed<L>> {
-        // (node, direction taken from it); the height is at most 2·log2(n+1) ≤ 64, and the
-        // fix-up may insert one extra step.
         let mut path = [(NIL, LEFT); PATH_MAX];
-        let mut depth = 0usize;
-        let mut h = self.root;
-        while h != NIL {
-            let n = &self.nodes[h as usize];
-            let dir = match digest.cmp(&n.digest) {
-                std::cmp::Ordering::Equal => break,
-                std::cmp::Ordering::Less => LEFT,
-                std::cmp::Ordering::Greater => RIGHT,
-            };
-            path[depth] = (h, dir);
-            depth += 1;
-            h = n.links[dir];
-        }
-        if h == NIL {
+        let (found, mut depth) = self.descend(digest, &mut path);
+        if found == NIL {
             return None;
         }
-        let found = h;
         let removed = {
             let f = &mut self.nodes[found as usize];
             Removed { digest: f.digest, loc: f.loc.take(), data_size: f.data_size, set_id: f.set_id() }
