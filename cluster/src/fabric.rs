@@ -86,8 +86,13 @@ async fn read_frame(stream: &mut tokio::net::tcp::OwnedReadHalf, buf: &mut Vec<u
     if len > FRAME_LEN_MAX {
         return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "fabric frame too large"));
     }
-    buf.resize(len, 0);
-    stream.read_exact(buf).await?;
+    // Read what arrives rather than reserving the stated length up front: a peer that
+    // announces 64 MiB and sends nothing costs nothing.
+    buf.clear();
+    let got = (&mut *stream).take(len as u64).read_to_end(buf).await?;
+    if got != len {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
     let msg =
         FabricMessage::decode(buf.as_slice()).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
     if msg.version != FABRIC_VERSION {

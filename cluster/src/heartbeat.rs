@@ -129,12 +129,14 @@ impl Heartbeat {
                             tracing::info!(key = format!("{:X}", view.key), members = ?view.members, "cluster view changed");
                             let _ = view_tx.send(view);
                         }
-                        for t in targets.into_iter().take(ENDPOINTS_MAX) {
+                        let targets: std::collections::HashSet<String> = targets.into_iter().take(ENDPOINTS_MAX).collect();
+                        // Endpoints no longer wanted lose their sender (its task ends with it).
+                        senders.retain(|endpoint, tx| targets.contains(endpoint) && !tx.is_closed());
+                        for t in targets {
                             let tx = senders.entry(t.clone()).or_insert_with(|| spawn_sender(t, stop.clone()));
                             // A full queue means a slow or dead peer: drop this pulse.
                             let _ = tx.try_send(frame.clone());
                         }
-                        senders.retain(|_, tx| !tx.is_closed());
                     }
                 }
             }

@@ -217,6 +217,10 @@ impl Membership {
         // Peers silent for ten node timeouts are forgotten altogether.
         let forget_ms = 10 * self.config.node_timeout_ms();
         self.peers.retain(|_, p| now_ms.saturating_sub(p.last_heard_ms) < forget_ms);
+        // Learned endpoints are kept only for nodes some remembered peer still names (or that
+        // are peers themselves), so pulses cannot grow the table without bound.
+        let peers = &self.peers;
+        self.learned.retain(|id, _| peers.contains_key(id) || peers.values().any(|p| p.adjacency.contains(id)));
         let clique = self.clique(now_ms);
         let principal = clique[0];
         if principal != self.me {
@@ -441,6 +445,20 @@ mod tests {
             sim.step();
         }
         assert_eq!(sim.nodes[0].endpoints_to_try(sim.now_ms), vec!["127.0.0.3:3002".to_string()]);
+    }
+
+    #[test]
+    fn learned_endpoints_are_forgotten_with_the_peers_that_named_them() {
+        let mut a = Membership::new(A, MembershipConfig::new("prod"), vec![], 0, 1);
+        let mut p = Membership::new(B, MembershipConfig::new("prod"), vec!["b:3002".into()], 0, 2).pulse(0);
+        p.adjacency = (1000..1100).collect();
+        p.adjacency_endpoints = (1000..1100).map(|i| format!("n{i}:3002")).collect();
+        a.on_pulse(0, &p).expect("pulse");
+        assert_eq!(a.endpoints_to_try(0).len(), 100, "every node B names; B itself is already heard");
+        // B goes silent; once it is forgotten, so is everything it named.
+        let forget = 10 * MembershipConfig::new("prod").node_timeout_ms();
+        a.tick(forget + 1);
+        assert!(a.endpoints_to_try(forget + 1).is_empty());
     }
 
     #[test]

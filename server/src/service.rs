@@ -151,7 +151,8 @@ fn inflate(body: &[u8], frame_max: u64) -> Option<Vec<u8>> {
     if len < PROTO_HEADER_LEN as u64 || len > frame_max + PROTO_HEADER_LEN as u64 {
         return None;
     }
-    let mut inner = Vec::with_capacity(len as usize);
+    // Grown as the data inflates: a few compressed bytes cannot make us reserve the whole limit.
+    let mut inner = Vec::with_capacity((len as usize).min(64 * 1024));
     let mut z = flate2::read::ZlibDecoder::new(&body[8..]).take(len + 1);
     z.read_to_end(&mut inner).ok()?;
     if inner.len() as u64 != len {
