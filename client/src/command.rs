@@ -1,6 +1,8 @@
 //! Encoding requests and decoding answers of single-record, batch and scan commands.
 
-use petrel_proto::message::{begin_frame, end_frame, write_field, write_op, Message, MessageLimits, MsgHeader};
+use petrel_proto::message::{
+    begin_frame, end_frame, write_field, write_key_field, write_op, Message, MessageLimits, MsgHeader,
+};
 use petrel_proto::wire::{info1, info2, info3, FieldType, FrameType, OpType};
 use petrel_proto::{Digest, ResultCode};
 
@@ -68,10 +70,7 @@ pub(crate) fn encode_single(
     write_field(buf, FieldType::Digest as u8, key.digest.as_bytes());
     if let Some(k) = user_key {
         let (particle, bytes) = k.to_particle();
-        let mut data = Vec::with_capacity(1 + bytes.len());
-        data.push(particle);
-        data.extend_from_slice(&bytes);
-        write_field(buf, FieldType::Key as u8, &data);
+        write_key_field(buf, particle, &bytes);
     }
     for op in ops {
         write_op(buf, op.op_type as u8, op.particle, op.bin.as_bytes(), &op.value);

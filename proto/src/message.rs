@@ -239,6 +239,14 @@ pub fn write_field(out: &mut Vec<u8>, field_type: u8, data: &[u8]) {
     out.extend_from_slice(data);
 }
 
+/// Appends a KEY field: the key's particle type, then its bytes.
+pub fn write_key_field(out: &mut Vec<u8>, particle: u8, key: &[u8]) {
+    out.extend_from_slice(&(key.len() as u32 + 2).to_be_bytes());
+    out.push(crate::wire::FieldType::Key as u8);
+    out.push(particle);
+    out.extend_from_slice(key);
+}
+
 /// Appends an op.
 /// `name` must fit the one-byte length (callers check bin names against
 /// [`crate::wire::BIN_NAME_LEN_MAX`] first).
@@ -299,6 +307,17 @@ mod tests {
         write_op(&mut out, 1, 3, b"s", b"hi");
         end_frame(&mut out, start, 3);
         assert_eq!(out, want);
+    }
+
+    #[test]
+    fn key_field_is_type_then_particle_then_bytes() {
+        let mut a = Vec::new();
+        write_key_field(&mut a, 1, &42i64.to_be_bytes());
+        let mut b = Vec::new();
+        let mut data = vec![1u8];
+        data.extend_from_slice(&42i64.to_be_bytes());
+        write_field(&mut b, FieldType::Key as u8, &data);
+        assert_eq!(a, b);
     }
 
     #[test]

@@ -6,7 +6,9 @@
 
 use std::time::Instant;
 
-use petrel_proto::message::{begin_frame, end_frame, write_field, write_op, Message, MessageLimits, MsgHeader};
+use petrel_proto::message::{
+    begin_frame, end_frame, write_field, write_key_field, write_op, Message, MessageLimits, MsgHeader,
+};
 use petrel_proto::wire::{info1, info2, info3, FieldType, FrameType, OpType, MSG_HEADER_LEN};
 use petrel_proto::{Digest, ResultCode};
 use petrel_storage::namespace::OperateOutcome;
@@ -499,6 +501,7 @@ async fn scan<W: AsyncWrite + Unpin>(
         work.extend((0..petrel_proto::PARTITIONS_COUNT as u16).map(|p| (p, None)));
     }
     let ns_field = ns.name().as_bytes().to_vec();
+    let mut set_names: std::collections::HashMap<u16, Option<Vec<u8>>> = std::collections::HashMap::new();
     let mut returned = 0usize;
     let mut frame_start = begin_frame(out);
     for (pid, after) in work {
@@ -514,16 +517,15 @@ async fn scan<W: AsyncWrite + Unpin>(
             write_field(out, FieldType::Namespace as u8, &ns_field);
             write_field(out, FieldType::Digest as u8, r.digest.as_bytes());
             if r.set_id != 0 {
-                if let Some(name) = ns.set_name(r.set_id) {
-                    write_field(out, FieldType::Set as u8, &name);
+                // Set names are looked up once per scan, not once per record.
+                let name = set_names.entry(r.set_id).or_insert_with(|| ns.set_name(r.set_id));
+                if let Some(name) = name {
+                    write_field(out, FieldType::Set as u8, name);
                     n_fields += 1;
                 }
             }
             if let Some(k) = r.image.key {
-                let mut v = Vec::with_capacity(1 + k.bytes.len());
-                v.push(k.particle);
-                v.extend_from_slice(k.bytes);
-                write_field(out, FieldType::Key as u8, &v);
+                write_key_field(out, k.particle, k.bytes);
                 n_fields += 1;
             }
             out[at + 18..at + 20].copy_from_slice(&n_fields.to_be_bytes());

@@ -521,11 +521,9 @@ impl<E: StorageEngine> Namespace<E> {
         if copy.meta.generation == 0 {
             return Err(StorageError::Parameter("a copied record has generation 0"));
         }
-        if copy.image.len() > self.config.read().max_record_size_bytes {
-            return Err(StorageError::RecordTooBig {
-                size: copy.image.len(),
-                limit: self.config.read().max_record_size_bytes,
-            });
+        let limit = self.config.read().max_record_size_bytes;
+        if copy.image.len() > limit {
+            return Err(StorageError::RecordTooBig { size: copy.image.len(), limit });
         }
         let set_id = self.set_id_or_create(copy.set)?;
         let now_secs = self.clock.now_secs();
@@ -619,11 +617,16 @@ impl<E: StorageEngine> Namespace<E> {
         if !has_write {
             return self.operate_read_only(req);
         }
-        let (max_record_size, default_ttl_secs) = {
+        // One look at the settings for the whole write.
+        let (max_record_size, default_ttl_secs, stop_writes_bytes) = {
             let c = self.config.read();
-            (c.max_record_size_bytes, c.default_ttl_secs)
+            (
+                c.max_record_size_bytes,
+                c.default_ttl_secs,
+                Self::pct_of_memory(c.memory_size_bytes, c.stop_writes_used_pct),
+            )
         };
-        if self.memory_used_bytes() >= self.stop_writes_bytes() {
+        if self.memory_used_bytes() >= stop_writes_bytes {
             self.stop_writes.store(true, Ordering::Relaxed);
             return Err(StorageError::OutOfSpace);
         }
