@@ -42,7 +42,8 @@ struct Args {
     help: Option<bool>,
 }
 
-fn ask(addr: &str, command: &str, timeout: Duration) -> Result<String, String> {
+/// Sends one info command to `addr` (`host:port`) and returns its value.
+pub fn ask(addr: &str, command: &str, timeout: Duration) -> Result<String, String> {
     let sock = addr
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve {addr}: {e}"))?

@@ -99,24 +99,10 @@ impl Drop for Petreld {
     }
 }
 
-/// Sends one info command to `addr` and returns its value.
+/// Sends one info command to `addr` and returns its value (through `petrel-info`'s code).
 pub fn info(addr: SocketAddr, command: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-    let body = format!("{command}\n");
-    let mut frame = petrel_proto::message::ProtoHeader::encode(1, body.len() as u64).to_vec();
-    frame.extend_from_slice(body.as_bytes());
-    s.write_all(&frame).expect("send");
-    let mut h = [0u8; 8];
-    s.read_exact(&mut h).expect("header");
-    let size = u64::from_be_bytes(h) & 0xffff_ffff_ffff;
-    assert!(size < 1 << 24, "info answer too large");
-    let mut body = vec![0u8; size as usize];
-    s.read_exact(&mut body).expect("body");
-    let text = String::from_utf8_lossy(&body).into_owned();
-    let line = text.trim_end_matches('\n');
-    line.split_once('\t').map_or(line, |(_, v)| v).to_string()
+    petrel_bench::info_cli::ask(&addr.to_string(), command, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("info {command:?} to {addr}: {e}"))
 }
 
 /// The value of `key` in a `k=v;k=v` answer.

@@ -331,14 +331,7 @@ fn add(list: &mut ListVal, index: Option<i64>, items: Vec<MsgValue>, mf: u64) ->
     let at = match index {
         None => n,
         Some(index) => {
-            if index > i64::from(i32::MAX) {
-                return Err(CdtError::NotApplicable("list index out of range"));
-            }
-            let i = if index < 0 { n as i64 + index } else { index };
-            if i < 0 {
-                return Err(CdtError::NotApplicable("list index out of range"));
-            }
-            let i = i as usize;
+            let i = write_position(index, n)?;
             if mf & INSERT_BOUNDED != 0 && i > n {
                 if no_fail {
                     return Ok(Some(int_particle(n)));
@@ -424,17 +417,21 @@ fn set(list: &mut ListVal, index: i64, v: MsgValue, mf: u64) -> Result<(), CdtEr
     Ok(())
 }
 
+/// The position a write at `index` addresses in a list of `n` elements: negative indexes
+/// count from the end; a position past the end is allowed (the list is padded) up to
+/// `i32::MAX`, a negative one before the start is not.
+fn write_position(index: i64, n: usize) -> Result<usize, CdtError> {
+    let i = if index < 0 { n as i64 + index } else { index };
+    if !(0..=i64::from(i32::MAX)).contains(&i) {
+        return Err(CdtError::NotApplicable("list index out of range"));
+    }
+    Ok(i as usize)
+}
+
 /// Adds `delta` to the number at `index` (beyond the end: the delta itself is set there).
 fn increment(list: &mut ListVal, index: i64, delta: Delta, mf: u64) -> Result<Option<Particle>, CdtError> {
     let n = list.items.len();
-    if index > i64::from(i32::MAX) {
-        return Err(CdtError::NotApplicable("list index out of range"));
-    }
-    let i = if index < 0 { n as i64 + index } else { index };
-    if i < 0 {
-        return Err(CdtError::NotApplicable("list index out of range"));
-    }
-    let i = i as usize;
+    let i = write_position(index, n)?;
     let new = delta.add_to(list.items.get(i))?;
     let result = particle_from_msgpack(&new);
     if list.ordered() {
