@@ -53,6 +53,9 @@ struct Peer {
     queue: mpsc::Sender<Vec<u8>>,
     pending: Pending,
     slots: Arc<Semaphore>,
+    /// Cleared when the connection's reader ends: a peer that restarted on the same address
+    /// gets a new connection instead of requests written into a dead one.
+    alive: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// This node's end of the fabric.
@@ -138,7 +141,7 @@ impl Fabric {
     }
 
     fn live_peer(&self, addr: SocketAddr) -> Option<Arc<Peer>> {
-        self.peers.lock().get(&addr).filter(|p| !p.queue.is_closed()).cloned()
+        self.peers.lock().get(&addr).filter(|p| !p.queue.is_closed() && p.alive.load(Ordering::Acquire)).cloned()
     }
 
     async fn peer(&self, addr: SocketAddr) -> Result<Arc<Peer>, FabricError> {
@@ -157,16 +160,18 @@ impl Fabric {
         let (read, write) = stream.into_split();
         let (tx, rx) = mpsc::channel(QUEUE_LEN);
         let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
+        let alive = Arc::new(std::sync::atomic::AtomicBool::new(true));
         tokio::spawn(writer(write, rx, self.stop.subscribe()));
-        tokio::spawn(reader(
-            read,
-            tx.clone(),
-            Arc::clone(&pending),
-            Arc::clone(&self.handler),
-            self.stop.subscribe(),
-            addr,
-        ));
-        let peer = Arc::new(Peer { queue: tx, pending, slots: Arc::new(Semaphore::new(IN_FLIGHT_MAX)) });
+        let (reader_alive, reader_pending) = (Arc::clone(&alive), Arc::clone(&pending));
+        let (handler, stop) = (Arc::clone(&self.handler), self.stop.subscribe());
+        let answers_to = tx.clone();
+        tokio::spawn(async move {
+            reader(read, answers_to, Arc::clone(&reader_pending), handler, stop, addr).await;
+            reader_alive.store(false, Ordering::Release);
+            // Requests that slipped in after the reader ended fail now, not at their deadline.
+            reader_pending.lock().clear();
+        });
+        let peer = Arc::new(Peer { queue: tx, pending, slots: Arc::new(Semaphore::new(IN_FLIGHT_MAX)), alive });
         self.peers.lock().insert(addr, Arc::clone(&peer));
         Ok(peer)
     }
@@ -186,6 +191,10 @@ impl Fabric {
             peer.pending.lock().insert(id, tx);
             let msg = FabricMessage { version: FABRIC_VERSION, request_id: id, is_answer: false, body: Some(body) };
             if peer.queue.send(encode(&msg)).await.is_err() {
+                peer.pending.lock().remove(&id);
+                return Err(FabricError::Closed(addr));
+            }
+            if !peer.alive.load(Ordering::Acquire) {
                 peer.pending.lock().remove(&id);
                 return Err(FabricError::Closed(addr));
             }

@@ -21,13 +21,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::membership::{ClusterView, Membership, MembershipConfig};
+use crate::membership::{ClusterView, Membership, MembershipConfig, NodeEndpoints};
 use crate::partition_table::NodeId;
 
 /// Largest heartbeat frame accepted.
 pub const FRAME_LEN_MAX: usize = 64 * 1024;
 /// Pulses queued per outgoing connection before new ones are dropped.
 const QUEUE_LEN: usize = 4;
+/// Most endpoints added at run time by `tip`.
+const TIPS_MAX: usize = 64;
 /// Most endpoints a node dials at once.
 const ENDPOINTS_MAX: usize = 256;
 
@@ -42,15 +44,18 @@ pub struct HeartbeatConfig {
     /// Seeds (`host:port`, names allowed).
     pub seeds: Vec<String>,
     pub membership: MembershipConfig,
+    /// The fabric and service endpoints peers are told.
+    pub endpoints: NodeEndpoints,
 }
 
 /// A running heartbeat.
 #[derive(Debug)]
 pub struct Heartbeat {
     view: watch::Receiver<ClusterView>,
-    tips: mpsc::UnboundedSender<String>,
+    tips: mpsc::UnboundedSender<Option<String>>,
     stop: watch::Sender<bool>,
     tasks: Option<JoinSet<()>>,
+    membership: Arc<Mutex<Membership>>,
     pub local_addr: SocketAddr,
 }
 
@@ -68,9 +73,11 @@ impl Heartbeat {
             now_ms(),
             config.node_id ^ std::process::id() as u64 ^ epoch.elapsed().as_nanos() as u64,
         )));
+        membership.lock().set_endpoints(config.endpoints.clone());
+        let directory = Arc::clone(&membership);
         let (view_tx, view_rx) = watch::channel(ClusterView::default());
         let (stop_tx, stop_rx) = watch::channel(false);
-        let (tips_tx, mut tips_rx) = mpsc::unbounded_channel::<String>();
+        let (tips_tx, mut tips_rx) = mpsc::unbounded_channel::<Option<String>>();
         let mut tasks = JoinSet::new();
 
         // Receiving: one task per accepted connection.
@@ -108,9 +115,11 @@ impl Heartbeat {
             loop {
                 tokio::select! {
                     _ = stop.changed() => return,
-                    Some(tip) = tips_rx.recv() => {
-                        if !extra.contains(&tip) { extra.push(tip); }
-                    }
+                    Some(tip) = tips_rx.recv() => match tip {
+                        Some(tip) if !extra.contains(&tip) && extra.len() < TIPS_MAX => extra.push(tip),
+                        Some(_) => {}
+                        None => extra.clear(),
+                    },
                     _ = tick.tick() => {
                         let now = now_ms();
                         let (frame, targets, change) = {
@@ -142,7 +151,14 @@ impl Heartbeat {
             }
         });
 
-        Ok(Heartbeat { view: view_rx, tips: tips_tx, stop: stop_tx, tasks: Some(tasks), local_addr })
+        Ok(Heartbeat {
+            view: view_rx,
+            tips: tips_tx,
+            stop: stop_tx,
+            tasks: Some(tasks),
+            membership: directory,
+            local_addr,
+        })
     }
 
     /// The current cluster view.
@@ -155,9 +171,24 @@ impl Heartbeat {
         self.view.clone()
     }
 
+    /// The fabric and service endpoints `id` advertises, if it has been heard.
+    pub fn endpoints_of(&self, id: NodeId) -> Option<NodeEndpoints> {
+        self.membership.lock().endpoints_of(id)
+    }
+
+    /// Pulses refused because they named another cluster.
+    pub fn refused_cluster_name(&self) -> u64 {
+        self.membership.lock().refused_cluster_name
+    }
+
     /// Adds a seed at run time (the `tip` info command).
     pub fn tip(&self, endpoint: String) {
-        let _ = self.tips.send(endpoint);
+        let _ = self.tips.send(Some(endpoint));
+    }
+
+    /// Forgets every endpoint added by [`Heartbeat::tip`] (the `tip-clear` info command).
+    pub fn tip_clear(&self) {
+        let _ = self.tips.send(None);
     }
 
     /// Stops every task and waits for them.
@@ -265,9 +296,16 @@ mod tests {
         membership.interval_ms = 50;
         membership.timeout_intervals = 6;
         membership.quantum_ms = 500;
-        Heartbeat::start(HeartbeatConfig { node_id: id, listen: addr, advertise: addr.to_string(), seeds, membership })
-            .await
-            .expect("start heartbeat")
+        Heartbeat::start(HeartbeatConfig {
+            node_id: id,
+            listen: addr,
+            advertise: addr.to_string(),
+            seeds,
+            membership,
+            endpoints: Default::default(),
+        })
+        .await
+        .expect("start heartbeat")
     }
 
     async fn wait_for(hbs: &[&Heartbeat], members: &[NodeId], within: Duration) {

@@ -21,6 +21,8 @@ pub mod fabric;
 pub mod heartbeat;
 pub mod membership;
 pub mod partition_table;
+pub mod plan;
+pub mod runtime;
 
-pub use membership::{ClusterView, Membership, MembershipConfig};
+pub use membership::{ClusterView, Membership, MembershipConfig, NodeEndpoints};
 pub use partition_table::{NodeId, PartitionTable};

@@ -77,6 +77,15 @@ struct Peer {
     adjacency: Vec<NodeId>,
     view: ClusterView,
     heartbeat_endpoints: Vec<String>,
+    fabric_endpoints: Vec<String>,
+    service_endpoints: Vec<String>,
+}
+
+/// Where a member can be reached, as it advertises itself.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NodeEndpoints {
+    pub fabric: String,
+    pub service: String,
 }
 
 /// One node's membership state.
@@ -85,6 +94,7 @@ pub struct Membership {
     me: NodeId,
     config: MembershipConfig,
     my_endpoints: Vec<String>,
+    my_fabric_and_service: NodeEndpoints,
     peers: BTreeMap<NodeId, Peer>,
     /// Heartbeat endpoints learned from peers' adjacency lists, for nodes not yet heard.
     learned: BTreeMap<NodeId, String>,
@@ -103,6 +113,7 @@ impl Membership {
             next_quantum_ms: now_ms + config.quantum_ms,
             config,
             my_endpoints,
+            my_fabric_and_service: NodeEndpoints::default(),
             peers: BTreeMap::new(),
             learned: BTreeMap::new(),
             view: ClusterView::default(),
@@ -113,6 +124,23 @@ impl Membership {
 
     pub fn node_id(&self) -> NodeId {
         self.me
+    }
+
+    /// Sets the fabric and service endpoints this node advertises in its pulses.
+    pub fn set_endpoints(&mut self, endpoints: NodeEndpoints) {
+        self.my_fabric_and_service = endpoints;
+    }
+
+    /// The fabric and service endpoints `id` advertises (ours for our own id).
+    pub fn endpoints_of(&self, id: NodeId) -> Option<NodeEndpoints> {
+        if id == self.me {
+            return Some(self.my_fabric_and_service.clone());
+        }
+        let p = self.peers.get(&id)?;
+        Some(NodeEndpoints {
+            fabric: p.fabric_endpoints.first().cloned().unwrap_or_default(),
+            service: p.service_endpoints.first().cloned().unwrap_or_default(),
+        })
     }
 
     /// The current view (empty members = orphan).
@@ -165,6 +193,8 @@ impl Membership {
                 adjacency: pulse.adjacency.clone(),
                 view: ClusterView { key: pulse.cluster_key, members: pulse.members.clone() },
                 heartbeat_endpoints: pulse.heartbeat_endpoints.clone(),
+                fabric_endpoints: pulse.fabric_endpoints.clone(),
+                service_endpoints: pulse.service_endpoints.clone(),
             },
         );
         Ok(())
@@ -254,11 +284,12 @@ impl Membership {
             node_id: self.me,
             cluster_name: self.config.cluster_name.clone(),
             heartbeat_endpoints: self.my_endpoints.clone(),
+            fabric_endpoints: vec![self.my_fabric_and_service.fabric.clone()],
+            service_endpoints: vec![self.my_fabric_and_service.service.clone()],
             adjacency,
             adjacency_endpoints,
             cluster_key: self.view.key,
             members: self.view.members.clone(),
-            ..Default::default()
         }
     }
 }

@@ -78,7 +78,7 @@ pub struct FabricMessage {
     pub request_id: u64,
     #[prost(bool, tag = "3")]
     pub is_answer: bool,
-    #[prost(oneof = "fabric_message::Body", tags = "10, 11, 12, 13, 14")]
+    #[prost(oneof = "fabric_message::Body", tags = "10, 11, 12, 13, 14, 15, 16, 17, 18")]
     pub body: Option<fabric_message::Body>,
 }
 
@@ -101,6 +101,18 @@ pub mod fabric_message {
         /// A client request forwarded to the node that owns its partition, and the answer.
         #[prost(message, tag = "14")]
         Proxy(super::Proxy),
+        /// What partitions a node holds, sent to every member when a new view is adopted.
+        #[prost(message, tag = "15")]
+        Exchange(super::Exchange),
+        /// A node now holds a complete copy of a partition.
+        #[prost(message, tag = "16")]
+        PartitionComplete(super::PartitionComplete),
+        /// An info command every member must run (truncate, set-config).
+        #[prost(message, tag = "17")]
+        Info(super::InfoCommand),
+        /// The answer to an info command.
+        #[prost(message, tag = "18")]
+        InfoAnswer(super::InfoCommand),
     }
 }
 
@@ -152,6 +164,15 @@ pub struct MigrateRecords {
     pub records: Vec<RecordCopy>,
     #[prost(bool, tag = "5")]
     pub done: bool,
+    /// The partition version the receiver takes when `done` (0 = a merge into a holder).
+    #[prost(uint64, tag = "6")]
+    pub version: u64,
+    /// Records flow into a node that already holds the partition (after a split heals).
+    #[prost(bool, tag = "7")]
+    pub merge: bool,
+    /// The sending node.
+    #[prost(uint64, tag = "8")]
+    pub from_node: u64,
 }
 
 /// A client frame (request, or answer frames) carried between nodes.
@@ -159,4 +180,51 @@ pub struct MigrateRecords {
 pub struct Proxy {
     #[prost(bytes = "vec", tag = "1")]
     pub frame: Vec<u8>,
+    /// Nodes the request has already passed through.
+    #[prost(uint32, tag = "2")]
+    pub hops: u32,
+}
+
+/// One namespace's partition versions as a node reports them (0 = not held).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct NamespaceVersions {
+    #[prost(string, tag = "1")]
+    pub namespace: String,
+    /// One version per partition, partition id order.
+    #[prost(fixed64, repeated, tag = "2")]
+    pub versions: Vec<u64>,
+}
+
+/// A node's holdings for the view with `cluster_key`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Exchange {
+    #[prost(uint64, tag = "1")]
+    pub cluster_key: u64,
+    #[prost(uint64, tag = "2")]
+    pub node_id: u64,
+    #[prost(message, repeated, tag = "3")]
+    pub namespaces: Vec<NamespaceVersions>,
+}
+
+/// `node_id` holds partition `partition_id` of `namespace` at `version`, in the view with
+/// `cluster_key`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PartitionComplete {
+    #[prost(uint64, tag = "1")]
+    pub cluster_key: u64,
+    #[prost(string, tag = "2")]
+    pub namespace: String,
+    #[prost(uint32, tag = "3")]
+    pub partition_id: u32,
+    #[prost(uint64, tag = "4")]
+    pub node_id: u64,
+    #[prost(uint64, tag = "5")]
+    pub version: u64,
+}
+
+/// An info command line, or its answer.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct InfoCommand {
+    #[prost(string, tag = "1")]
+    pub line: String,
 }

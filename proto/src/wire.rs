@@ -250,11 +250,66 @@ impl ResultCode {
     pub fn code(self) -> u8 {
         self as u8
     }
+
+    /// The code for a wire byte, if it is one Petrel knows.
+    pub fn from_u8(v: u8) -> Option<ResultCode> {
+        use ResultCode::*;
+        const ALL: [ResultCode; 36] = [
+            Ok,
+            Unknown,
+            NotFound,
+            Generation,
+            Parameter,
+            RecordExists,
+            BinExists,
+            ClusterKeyMismatch,
+            OutOfSpace,
+            Timeout,
+            Unavailable,
+            IncompatibleType,
+            RecordTooBig,
+            KeyBusy,
+            QueryAbort,
+            UnsupportedFeature,
+            BinNotFound,
+            DeviceOverload,
+            KeyMismatch,
+            Namespace,
+            BinName,
+            Forbidden,
+            ElementNotFound,
+            ElementExists,
+            EnterpriseOnly,
+            OpNotApplicable,
+            FilteredOut,
+            LostConflict,
+            QueryEnd,
+            SecurityNotSupported,
+            SecurityNotEnabled,
+            UdfExecution,
+            BatchDisabled,
+            BatchMaxRequests,
+            BatchQueuesFull,
+            GeoInvalidGeoJson,
+        ];
+        ALL.iter().copied().find(|c| c.code() == v)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn result_codes_round_trip() {
+        for v in 0..=255u8 {
+            if let Some(c) = ResultCode::from_u8(v) {
+                assert_eq!(c.code(), v);
+            }
+        }
+        assert_eq!(ResultCode::from_u8(11), Some(ResultCode::Unavailable));
+        assert_eq!(ResultCode::from_u8(10), None);
+    }
 
     #[test]
     fn op_and_particle_types_round_trip() {

@@ -26,6 +26,24 @@ struct Args {
     /// Node id in hex; overrides service.node_id.
     #[arg(long)]
     node_id: Option<String>,
+    /// Heartbeat address (host:port, usually port 3002); turns the cluster layer on.
+    #[arg(long)]
+    heartbeat: Option<String>,
+    /// Fabric address (host:port); default: the heartbeat's host, one port below it.
+    #[arg(long)]
+    fabric: Option<String>,
+    /// Heartbeat endpoint of another node (host:port; repeatable; one is enough).
+    #[arg(long = "seed")]
+    seeds: Vec<String>,
+    /// Cluster name; nodes of other clusters are refused.
+    #[arg(long)]
+    cluster_name: Option<String>,
+    /// Copies of each partition, for every namespace.
+    #[arg(long)]
+    replication_factor: Option<u8>,
+    /// The host peers and clients are told (default: the service address's host).
+    #[arg(long)]
+    advertise: Option<String>,
 }
 
 /// Runs `petreld` with the process's arguments; exits with status 2 on invalid configuration.
@@ -37,8 +55,18 @@ pub fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
-    let overrides =
-        Overrides { listen: args.listen, namespaces: args.namespaces, data_dir: args.data_dir, node_id: args.node_id };
+    let overrides = Overrides {
+        listen: args.listen,
+        namespaces: args.namespaces,
+        data_dir: args.data_dir,
+        node_id: args.node_id,
+        heartbeat: args.heartbeat,
+        fabric: args.fabric,
+        seeds: args.seeds,
+        cluster_name: args.cluster_name,
+        replication_factor: args.replication_factor,
+        advertise: args.advertise,
+    };
     let config = match Config::load(args.config.as_deref(), &overrides) {
         Ok(c) => c,
         Err(e) => {

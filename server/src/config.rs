@@ -19,6 +19,8 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub service: ServiceConfig,
+    /// The cluster layer; off (a node on its own) unless `heartbeat` is set.
+    pub cluster: ClusterSettings,
     /// Namespaces by name.
     pub namespace: BTreeMap<String, NamespaceSettings>,
 }
@@ -60,6 +62,76 @@ impl Default for ServiceConfig {
             batch_max_requests: 5_000,
             service_threads: 0,
         }
+    }
+}
+
+/// Heartbeat, fabric and membership settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSettings {
+    /// Heartbeat listen address (`host:port`, usually port 3002); empty = no cluster.
+    pub heartbeat: String,
+    /// Fabric listen address; empty = the heartbeat's host and the port below it.
+    pub fabric: String,
+    /// Heartbeat endpoints of other nodes (`host:port`, names allowed); one is enough.
+    pub seeds: Vec<String>,
+    /// The host peers and clients are told; empty = the service listen address's host.
+    pub advertise: String,
+    /// Milliseconds between heartbeat pulses.
+    pub heartbeat_interval_ms: u64,
+    /// Missed pulses after which a peer is dead.
+    pub heartbeat_timeout: u64,
+    /// Which copy of a record wins when copies differ: `generation` or `last-update-time`.
+    pub conflict_resolution: String,
+    /// Partitions a node sends at once during migrations.
+    pub migrate_threads: usize,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            heartbeat: String::new(),
+            fabric: String::new(),
+            seeds: Vec::new(),
+            advertise: String::new(),
+            heartbeat_interval_ms: 150,
+            heartbeat_timeout: 10,
+            conflict_resolution: "generation".into(),
+            migrate_threads: 4,
+        }
+    }
+}
+
+/// The cluster settings resolved to addresses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterAddresses {
+    pub heartbeat: SocketAddr,
+    pub fabric: SocketAddr,
+    pub advertise: String,
+}
+
+impl ClusterSettings {
+    pub fn enabled(&self) -> bool {
+        !self.heartbeat.is_empty()
+    }
+
+    /// The listen and advertised addresses, from the settings and the service address.
+    pub fn addresses(&self, service: SocketAddr) -> Result<ClusterAddresses, String> {
+        let heartbeat: SocketAddr =
+            self.heartbeat.parse().map_err(|_| format!("cluster.heartbeat: {:?} is not host:port", self.heartbeat))?;
+        let fabric = if self.fabric.is_empty() {
+            SocketAddr::new(heartbeat.ip(), heartbeat.port().saturating_sub(1))
+        } else {
+            self.fabric.parse().map_err(|_| format!("cluster.fabric: {:?} is not host:port", self.fabric))?
+        };
+        let advertise = if !self.advertise.is_empty() {
+            self.advertise.clone()
+        } else if !service.ip().is_unspecified() {
+            service.ip().to_string()
+        } else {
+            return Err("cluster.advertise: required when the service listens on every address".into());
+        };
+        Ok(ClusterAddresses { heartbeat, fabric, advertise })
     }
 }
 
@@ -113,7 +185,7 @@ impl Default for Config {
     fn default() -> Self {
         let mut namespace = BTreeMap::new();
         namespace.insert("test".to_string(), NamespaceSettings::default());
-        Config { service: ServiceConfig::default(), namespace }
+        Config { service: ServiceConfig::default(), cluster: ClusterSettings::default(), namespace }
     }
 }
 
@@ -124,6 +196,12 @@ pub struct Overrides {
     pub namespaces: Vec<String>,
     pub data_dir: Option<PathBuf>,
     pub node_id: Option<String>,
+    pub heartbeat: Option<String>,
+    pub fabric: Option<String>,
+    pub seeds: Vec<String>,
+    pub cluster_name: Option<String>,
+    pub replication_factor: Option<u8>,
+    pub advertise: Option<String>,
 }
 
 impl Config {
@@ -147,7 +225,7 @@ impl Config {
         let env = Env::prefixed("PETREL_")
             .filter(|k| {
                 let k = k.as_str().to_ascii_lowercase();
-                k.starts_with("service__") || k.starts_with("namespace__")
+                k.starts_with("service__") || k.starts_with("namespace__") || k.starts_with("cluster__")
             })
             .split("__");
         figment = figment.merge(env);
@@ -161,12 +239,32 @@ impl Config {
         if let Some(id) = &overrides.node_id {
             config.service.node_id = id.clone();
         }
+        if let Some(v) = &overrides.heartbeat {
+            config.cluster.heartbeat = v.clone();
+        }
+        if let Some(v) = &overrides.fabric {
+            config.cluster.fabric = v.clone();
+        }
+        if !overrides.seeds.is_empty() {
+            config.cluster.seeds = overrides.seeds.clone();
+        }
+        if let Some(v) = &overrides.cluster_name {
+            config.service.cluster_name = v.clone();
+        }
+        if let Some(v) = &overrides.advertise {
+            config.cluster.advertise = v.clone();
+        }
         if !overrides.namespaces.is_empty() {
             let mut chosen = BTreeMap::new();
             for name in &overrides.namespaces {
                 chosen.insert(name.clone(), config.namespace.get(name).cloned().unwrap_or_default());
             }
             config.namespace = chosen;
+        }
+        if let Some(rf) = overrides.replication_factor {
+            for ns in config.namespace.values_mut() {
+                ns.replication_factor = rf;
+            }
         }
         config.validate()?;
         Ok(config)
@@ -200,6 +298,25 @@ impl Config {
         }
         if self.service.cluster_name.contains(['\t', '\n', ';', ':']) {
             return Err("service.cluster_name: must not contain tabs, newlines, ';' or ':'".into());
+        }
+        let c = &self.cluster;
+        if c.enabled() {
+            c.addresses(self.service.listen)?;
+        }
+        if c.seeds.len() > 64 {
+            return Err("cluster.seeds: at most 64".into());
+        }
+        if !(10..=10_000).contains(&c.heartbeat_interval_ms) {
+            return Err("cluster.heartbeat_interval_ms: must be 10 to 10000".into());
+        }
+        if !(3..=1000).contains(&c.heartbeat_timeout) {
+            return Err("cluster.heartbeat_timeout: must be 3 to 1000".into());
+        }
+        if !matches!(c.conflict_resolution.as_str(), "generation" | "last-update-time") {
+            return Err("cluster.conflict_resolution: must be generation or last-update-time".into());
+        }
+        if !(1..=64).contains(&c.migrate_threads) {
+            return Err("cluster.migrate_threads: must be 1 to 64".into());
         }
         Ok(())
     }

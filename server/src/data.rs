@@ -4,12 +4,17 @@
 //! the connection's output buffer; long answers (batches, scans) are written out in chunks
 //! as they grow so that memory stays bounded.
 
+use std::sync::atomic::Ordering;
 use std::time::Instant;
+
+use petrel_cluster::runtime::{ClusterNode, Route, PROXY_HOPS_MAX};
+use petrel_proto::cluster::fabric_message::Body;
+use petrel_proto::cluster::{RecordCopy, RecordRef};
 
 use petrel_proto::message::{
     begin_frame, end_frame, write_field, write_key_field, write_op, Message, MessageLimits, MsgHeader,
 };
-use petrel_proto::wire::{info1, info2, info3, FieldType, FrameType, OpType, MSG_HEADER_LEN};
+use petrel_proto::wire::{info1, info2, info3, FieldType, FrameType, OpType, MSG_HEADER_LEN, PROTO_HEADER_LEN};
 use petrel_proto::{Digest, ResultCode};
 use petrel_storage::namespace::OperateOutcome;
 use petrel_storage::ops::{ExistsAction, GenerationPolicy, Op, OperateRequest, ReadSelect, Ttl, WritePolicy};
@@ -40,12 +45,14 @@ async fn flush_if_full<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
-/// Answers one AS_MSG frame body. Streams to `sink` when the answer is long.
+/// Answers one AS_MSG frame body. Streams to `sink` when the answer is long. `hops` counts
+/// the nodes a proxied request has passed through (0 from a client).
 pub async fn handle<W: AsyncWrite + Unpin>(
     node: &Node,
     body: &[u8],
     out: &mut Vec<u8>,
     sink: &mut W,
+    hops: u32,
 ) -> std::io::Result<()> {
     let limits = MessageLimits::default();
     let msg = match Message::parse(body, limits) {
@@ -59,7 +66,7 @@ pub async fn handle<W: AsyncWrite + Unpin>(
     };
     let h = msg.header;
     if h.info1 & info1::BATCH != 0 {
-        return batch(node, &msg, out, sink).await;
+        return batch(node, &msg, out, sink, hops).await;
     }
     if h.info3 & info3::PARTITION_DONE != 0
         || msg.field(FieldType::PidArray).is_some()
@@ -67,10 +74,44 @@ pub async fn handle<W: AsyncWrite + Unpin>(
     {
         return scan(node, &msg, out, sink).await;
     }
+    if let Some(cluster) = node.cluster() {
+        match route(node, cluster, &msg, hops).await {
+            Route::Local => {}
+            Route::Proxy(to) => {
+                node.counters.proxied_requests.fetch_add(1, Ordering::Relaxed);
+                match cluster.proxy(to, body.to_vec(), hops).await {
+                    Ok(frames) => out.extend_from_slice(&frames),
+                    Err(code) => error_frame(out, code, false),
+                }
+                return Ok(());
+            }
+            Route::Unavailable => {
+                error_frame(out, ResultCode::Unavailable, false);
+                return Ok(());
+            }
+        }
+    }
     let start = begin_frame(out);
-    single(node, &msg, out, 0, false);
+    single(node, &msg, out, 0, false).await;
     end_frame(out, start, FrameType::Message as u8);
     Ok(())
+}
+
+/// Where a single-record request is served in a cluster. A request whose namespace or
+/// digest is bad is served here, which answers the error.
+async fn route(node: &Node, cluster: &ClusterNode, msg: &Message<'_>, hops: u32) -> Route {
+    let Some(sns) = msg.field(FieldType::Namespace).and_then(|n| node.namespace(n)) else { return Route::Local };
+    let Ok(digest) = digest_of(msg) else { return Route::Local };
+    let write = msg.header.info2 & info2::WRITE != 0;
+    // A write waits for the plan of a view agreed a moment ago, so that it is never taken
+    // under the plan of a view that is gone.
+    if write && !cluster.wait_for_plan().await {
+        return Route::Unavailable;
+    }
+    match cluster.route(sns.index, digest.partition_id(), write) {
+        Route::Proxy(_) if hops >= PROXY_HOPS_MAX => Route::Unavailable,
+        r => r,
+    }
 }
 
 /// A frame with one message carrying `code`.
@@ -178,8 +219,10 @@ fn key_of<'a>(msg: &Message<'a>) -> Option<KeyRef<'a>> {
     Some(KeyRef { particle, bytes })
 }
 
-/// Runs one single-record command and appends its answer message (no frame header).
-fn single(node: &Node, msg: &Message<'_>, out: &mut Vec<u8>, row_index: u32, batch_row: bool) {
+/// Runs one single-record command and appends its answer message (no frame header). In a
+/// cluster, a write is answered only once every other owner has applied it (unless the
+/// client asked for commit level "master").
+async fn single(node: &Node, msg: &Message<'_>, out: &mut Vec<u8>, row_index: u32, batch_row: bool) {
     let started = Instant::now();
     let Some(ns_field) = msg.field(FieldType::Namespace) else {
         answer_error(out, &StorageError::Parameter("no namespace"), row_index);
@@ -190,8 +233,30 @@ fn single(node: &Node, msg: &Message<'_>, out: &mut Vec<u8>, row_index: u32, bat
         return;
     };
     let is_write = msg.header.info2 & info2::WRITE != 0;
-    if let Err(e) = run_single(sns, msg, out, row_index) {
-        answer_error(out, &e, row_index);
+    let answer_at = out.len();
+    let cluster = node.cluster().filter(|_| is_write);
+    match run_single(sns, msg, out, row_index, cluster.is_some()) {
+        Err(e) => answer_error(out, &e, row_index),
+        Ok(None) => {}
+        Ok(Some(copy)) => {
+            if let Some(cluster) = cluster {
+                let targets = cluster.copy_targets(sns.index, copy.partition);
+                if !targets.is_empty() {
+                    if msg.header.info3 & info3::COMMIT_MASTER != 0 {
+                        let cluster = std::sync::Arc::clone(cluster);
+                        tokio::spawn(async move {
+                            let _ = cluster.replicate(&targets, copy.body).await;
+                        });
+                    } else if let Err(code) = cluster.replicate(&targets, copy.body).await {
+                        // Applied here but not on every owner: the client must not take it
+                        // as done.
+                        node.counters.replication_failures.fetch_add(1, Ordering::Relaxed);
+                        out.truncate(answer_at);
+                        begin_answer(out, code, RecordMeta::default(), row_index);
+                    }
+                }
+            }
+        }
     }
     let kind = match (is_write, batch_row) {
         (true, false) => LatencyKind::Write,
@@ -215,12 +280,21 @@ fn answer_operate(out: &mut Vec<u8>, outcome: &OperateOutcome, row_index: u32) {
     set_ops_count(out, at, outcome.results.len());
 }
 
+/// What a write hands the other owners of its partition.
+struct CopyToSend {
+    partition: u16,
+    body: Body,
+}
+
+/// Runs a single-record command into `out`. With `replicated`, a write also returns what
+/// the other owners must apply.
 fn run_single(
     sns: &ServiceNamespace,
     msg: &Message<'_>,
     out: &mut Vec<u8>,
     row_index: u32,
-) -> Result<(), StorageError> {
+    replicated: bool,
+) -> Result<Option<CopyToSend>, StorageError> {
     let ns = &sns.ns;
     let h = msg.header;
     if msg.field(FieldType::Filter).is_some() {
@@ -234,21 +308,39 @@ fn run_single(
         if h.info2 & info2::DELETE != 0 {
             ns.delete(&digest, policy.generation)?;
             begin_answer(out, ResultCode::Ok, RecordMeta::default(), row_index);
-            return Ok(());
+            return Ok(replicated.then(|| delete_copy(ns, &digest)));
         }
         let ops = storage_ops(msg)?;
         if ops.is_empty() {
             return Err(StorageError::Parameter("write without ops"));
         }
-        let outcome = ns.operate(&OperateRequest { digest, set, key: key_of(msg), policy, ops: &ops })?;
+        let mut outcome = ns.operate(&OperateRequest { digest, set, key: key_of(msg), policy, ops: &ops })?;
         answer_operate(out, &outcome, row_index);
-        return Ok(());
+        if !replicated {
+            return Ok(None);
+        }
+        return Ok(Some(match outcome.image.take() {
+            Some(image) => CopyToSend {
+                partition: digest.partition_id(),
+                body: Body::ReplicaWrite(RecordCopy {
+                    namespace: ns.name().to_string(),
+                    digest: digest.as_bytes().to_vec(),
+                    set: set.to_vec(),
+                    generation: outcome.meta.generation as u32,
+                    void_time: outcome.meta.void_time,
+                    lut_ms: outcome.meta.lut_ms,
+                    image,
+                }),
+            },
+            // The ops removed the record.
+            None => delete_copy(ns, &digest),
+        }));
     }
     // Reads.
     if h.info1 & info1::GET_NO_BINS != 0 {
         let meta = ns.exists(&digest)?;
         begin_answer(out, ResultCode::Ok, meta, row_index);
-        return Ok(());
+        return Ok(None);
     }
     let all = h.info1 & info1::GET_ALL != 0;
     let plain_reads = msg.ops().all(|o| o.op_type == OpType::Read as u8);
@@ -271,7 +363,7 @@ fn run_single(
                 out[at + 6..at + 10].copy_from_slice(&(meta.generation as u32).to_be_bytes());
                 out[at + 10..at + 14].copy_from_slice(&meta.void_time.to_be_bytes());
                 set_ops_count(out, at, n);
-                Ok(())
+                Ok(None)
             }
             Err(e) => {
                 out.truncate(at);
@@ -283,7 +375,14 @@ fn run_single(
         let policy = WritePolicy { respond_all_ops: h.info2 & info2::RESPOND_ALL_OPS != 0, ..Default::default() };
         let outcome = ns.operate(&OperateRequest { digest, set, key: None, policy, ops: &ops })?;
         answer_operate(out, &outcome, row_index);
-        Ok(())
+        Ok(None)
+    }
+}
+
+fn delete_copy(ns: &petrel_storage::Namespace, digest: &Digest) -> CopyToSend {
+    CopyToSend {
+        partition: digest.partition_id(),
+        body: Body::ReplicaDelete(RecordRef { namespace: ns.name().to_string(), digest: digest.as_bytes().to_vec() }),
     }
 }
 
@@ -355,6 +454,7 @@ async fn batch<W: AsyncWrite + Unpin>(
     msg: &Message<'_>,
     out: &mut Vec<u8>,
     sink: &mut W,
+    hops: u32,
 ) -> std::io::Result<()> {
     node.counters.batch_index_initiate.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let Some(field) = msg.field(FieldType::BatchIndex) else {
@@ -417,7 +517,22 @@ async fn batch<W: AsyncWrite + Unpin>(
         };
         row_message(&mut row_buf, h, digest, fields, n_fields, ops, n_ops);
         match Message::parse(&row_buf, MessageLimits::default()) {
-            Ok((row_msg, _)) => single(node, &row_msg, out, index, true),
+            Ok((row_msg, _)) => match node.cluster() {
+                Some(cluster) => match route(node, cluster, &row_msg, hops).await {
+                    Route::Local => single(node, &row_msg, out, index, true).await,
+                    Route::Proxy(to) => {
+                        // A row for a partition served elsewhere (the client's map is
+                        // behind): run it there as a single request.
+                        node.counters.proxied_requests.fetch_add(1, Ordering::Relaxed);
+                        let answer = cluster.proxy(to, row_buf.clone(), hops).await;
+                        append_proxied_row(out, answer, index);
+                    }
+                    Route::Unavailable => {
+                        begin_answer(out, ResultCode::Unavailable, RecordMeta::default(), index);
+                    }
+                },
+                None => single(node, &row_msg, out, index, true).await,
+            },
             Err(_) => answer_error(out, &StorageError::Parameter("malformed batch row"), index),
         }
         flush_if_full(out, &mut frame_start, sink).await?;
@@ -425,6 +540,25 @@ async fn batch<W: AsyncWrite + Unpin>(
     MsgHeader { info3: info3::LAST, ..Default::default() }.write(out);
     end_frame(out, frame_start, FrameType::Message as u8);
     Ok(())
+}
+
+/// Appends the answer of a batch row run on another node, as the row's answer.
+fn append_proxied_row(out: &mut Vec<u8>, answer: Result<Vec<u8>, ResultCode>, index: u32) {
+    let at = out.len();
+    match answer {
+        // One frame holding one message: the proto header, then the message.
+        Ok(frame) if frame.len() >= PROTO_HEADER_LEN + MSG_HEADER_LEN => {
+            out.extend_from_slice(&frame[PROTO_HEADER_LEN..]);
+            out[at + 14..at + 18].copy_from_slice(&index.to_be_bytes());
+            out[at + 3] &= !info3::LAST;
+        }
+        Ok(_) => {
+            begin_answer(out, ResultCode::Unknown, RecordMeta::default(), index);
+        }
+        Err(code) => {
+            begin_answer(out, code, RecordMeta::default(), index);
+        }
+    }
 }
 
 // ---- scan ----
@@ -507,6 +641,18 @@ async fn scan<W: AsyncWrite + Unpin>(
     for (pid, after) in work {
         if returned >= limit {
             break;
+        }
+        // In a cluster a partition is scanned at its acting master; elsewhere it is reported
+        // unavailable, and the client asks again where its refreshed map points.
+        if node.cluster().is_some_and(|c| c.route(sns.index, pid, true) != Route::Local) {
+            MsgHeader {
+                info3: info3::PARTITION_DONE,
+                result_code: ResultCode::Unavailable.code(),
+                generation: pid as u32,
+                ..Default::default()
+            }
+            .write(out);
+            continue;
         }
         let res = ns.scan_partition(pid, after, set_id, limit - returned, |r| {
             let at = begin_answer(out, ResultCode::Ok, r.meta, 0);

@@ -7,6 +7,10 @@ use std::fmt::Write as _;
 use base64::Engine as _;
 use petrel_proto::PARTITIONS_COUNT;
 
+use std::sync::atomic::Ordering::Relaxed;
+
+use petrel_cluster::runtime::Role;
+
 use crate::node::{Node, NodeCounters};
 
 /// The version reported by `build`: four numbers, at or above what the clients need for the
@@ -20,17 +24,31 @@ const LINE_LEN_MAX: usize = 4096;
 const COMMANDS_MAX: usize = 256;
 
 /// Answers an info request body into `out` (the frame body, without the proto header).
-pub fn handle(node: &Node, body: &[u8], out: &mut Vec<u8>) {
+/// Commands that concern the whole cluster (truncation) also run on every other member.
+pub async fn handle(node: &Node, body: &[u8], out: &mut Vec<u8>) {
     node.counters.info_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let text = String::from_utf8_lossy(body);
     for line in text.split('\n').filter(|l| !l.is_empty()).take(COMMANDS_MAX) {
         let line = truncate_at_char_boundary(line, LINE_LEN_MAX);
-        let value = answer(node, line);
+        let mut value = answer(node, line);
+        let cluster_wide = matches!(split_command(line).0, "truncate" | "truncate-namespace");
+        if let (Some(cluster), true, "ok") = (node.cluster(), cluster_wide, value.as_str()) {
+            for (peer, answer) in cluster.info_on_peers(line).await {
+                if answer != "ok" {
+                    value = format!("ERROR::node {peer:X}: {answer}");
+                }
+            }
+        }
         out.extend_from_slice(line.as_bytes());
         out.push(b'\t');
         out.extend_from_slice(value.as_bytes());
         out.push(b'\n');
     }
+}
+
+/// Answers one command on this node only (a peer forwarded it).
+pub fn answer_here(node: &Node, line: &str) -> String {
+    answer(node, truncate_at_char_boundary(line, LINE_LEN_MAX))
 }
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
@@ -69,8 +87,8 @@ fn answer(node: &Node, line: &str) -> String {
         "status" => "ok".to_string(),
         "partitions" => PARTITIONS_COUNT.to_string(),
         "partition-generation" => node.partition_generation().to_string(),
-        "peers-generation" => "1".to_string(),
-        "rebalance-generation" => "1".to_string(),
+        "peers-generation" => peers_generation(node).to_string(),
+        "rebalance-generation" => node.cluster().map_or(1, |c| c.counters.cluster_generation.load(Relaxed)).to_string(),
         "cluster-name" => {
             if node.config.service.cluster_name.is_empty() {
                 "null".to_string()
@@ -78,11 +96,23 @@ fn answer(node: &Node, line: &str) -> String {
                 node.config.service.cluster_name.clone()
             }
         }
-        "peers-clear-std" | "peers-clear-alt" | "peers-tls-std" | "peers-tls-alt" => {
-            format!("1,{},[]", node.config.service.listen.port())
+        "peers-clear-std" | "peers-clear-alt" => peers(node),
+        "peers-tls-std" | "peers-tls-alt" => {
+            format!("{},{},[]", peers_generation(node), node.config.service.listen.port())
         }
         "alumni-clear-std" | "alumni-tls-std" => format!("1,{},[]", node.config.service.listen.port()),
-        "services" | "services-alumni" | "services-alternate" => String::new(),
+        "services" | "services-alumni" => node
+            .cluster()
+            .map_or(String::new(), |c| c.summary().peers.into_iter().map(|(_, s)| s).collect::<Vec<_>>().join(";")),
+        "services-alternate" => String::new(),
+        "tip" => tip(node, rest),
+        "tip-clear" => match node.cluster() {
+            Some(c) => {
+                c.tip_clear();
+                "ok".to_string()
+            }
+            None => "ERROR::no cluster".to_string(),
+        },
         "service" | "service-clear-std" | "service-clear-alt" => node.config.service.listen.to_string(),
         "service-tls-std" | "service-tls-alt" => String::new(),
         "replicas" => replicas(node, true, false),
@@ -104,22 +134,60 @@ fn answer(node: &Node, line: &str) -> String {
     }
 }
 
-/// A bitmap of all 4096 partitions, every bit set: a single node holds every partition.
-fn full_bitmap() -> String {
-    base64::engine::general_purpose::STANDARD.encode([0xffu8; PARTITIONS_COUNT / 8])
+fn peers_generation(node: &Node) -> u64 {
+    node.cluster().map_or(1, |c| 1 + c.counters.peers_generation.load(Relaxed))
+}
+
+/// `peers-clear-std`: generation, default port, then `[node id,,[host:port]]` per peer.
+fn peers(node: &Node) -> String {
+    let mut out = format!("{},{},[", peers_generation(node), node.config.service.listen.port());
+    if let Some(c) = node.cluster() {
+        for (i, (id, service)) in c.summary().peers.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let _ = write!(out, "[{id:X},,[{service}]]");
+        }
+    }
+    out.push(']');
+    out
+}
+
+/// `tip:host=<host>;port=<port>`: adds a heartbeat seed at run time.
+fn tip(node: &Node, rest: &str) -> String {
+    let (Some(host), Some(port)) = (param(rest, "host"), param(rest, "port")) else {
+        return "ERROR:4:host and port required".to_string();
+    };
+    if host.is_empty() || host.len() > 255 || port.parse::<u16>().is_err() {
+        return "ERROR:4:bad host or port".to_string();
+    }
+    match node.cluster() {
+        Some(c) if c.tip(format!("{host}:{port}")) => "ok".to_string(),
+        _ => "ERROR::no cluster".to_string(),
+    }
+}
+
+/// The bitmaps of this node's replica positions for one namespace: every partition at
+/// position 0 on a node on its own.
+fn bitmaps(node: &Node, ns_index: usize) -> Vec<String> {
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    match node.cluster() {
+        None => vec![b64(&[0xffu8; PARTITIONS_COUNT / 8])],
+        Some(c) => (0..c.replication_factor(ns_index).max(1)).map(|k| b64(&c.bitmap(ns_index, k))).collect(),
+    }
 }
 
 fn replicas(node: &Node, with_regime: bool, master_only: bool) -> String {
-    let bitmap = full_bitmap();
     let mut out = String::new();
     for (i, s) in node.namespaces().iter().enumerate() {
         if i > 0 {
             out.push(';');
         }
+        let maps = bitmaps(node, s.index);
         let _ = match (with_regime, master_only) {
-            (_, true) => write!(out, "{}:{}", s.ns.name(), bitmap),
-            (true, false) => write!(out, "{}:0,1,{}", s.ns.name(), bitmap),
-            (false, false) => write!(out, "{}:1,{}", s.ns.name(), bitmap),
+            (_, true) => write!(out, "{}:{}", s.ns.name(), maps[0]),
+            (true, false) => write!(out, "{}:0,{},{}", s.ns.name(), maps.len(), maps.join(",")),
+            (false, false) => write!(out, "{}:{},{}", s.ns.name(), maps.len(), maps.join(",")),
         };
     }
     out
@@ -132,17 +200,34 @@ fn namespace_stats(node: &Node, rest: &str) -> String {
     let st = s.ns.stats();
     let c = s.ns.config();
     let used = st.index_bytes + st.data_bytes;
+    // Objects by this node's role for their partition.
+    let (mut master, mut prole, mut non_replica) = (st.objects, 0, 0);
+    let (mut cluster_size, mut rf, mut tx, mut rx) = (1, 1, 0, 0);
+    if let Some(cl) = node.cluster() {
+        master = 0;
+        for (pid, role) in cl.roles(s.index).into_iter().enumerate() {
+            let n = s.ns.partition(pid as u16).len() as u64;
+            match role {
+                Role::Master => master += n,
+                Role::Replica => prole += n,
+                Role::None => non_replica += n,
+            }
+        }
+        let sum = cl.summary();
+        cluster_size = sum.members.len();
+        rf = cl.replication_factor(s.index);
+        (tx, rx) = (sum.migrate_tx, sum.migrate_rx);
+    }
     let used_pct = used * 100 / c.memory_size_bytes.max(1);
     let mut o = String::new();
     let _ = write!(
         o,
-        "ns_cluster_size=1;effective_replication_factor=1;objects={};tombstones=0;master_objects={};prole_objects=0;non_replica_objects=0;\
+        "ns_cluster_size={cluster_size};effective_replication_factor={rf};objects={};tombstones=0;master_objects={master};prole_objects={prole};non_replica_objects={non_replica};\
 expired_objects={};evicted_objects={};truncated_records={};stop_writes={};hwm_breached={};\
 index_used_bytes={};data_used_bytes={};memory_used_bytes={};memory_used_pct={};data_total_bytes={};\
-migrate_tx_partitions_remaining=0;migrate_rx_partitions_remaining=0;\
+migrate_tx_partitions_remaining={tx};migrate_rx_partitions_remaining={rx};\
 replication-factor={};default-ttl={};evict-used-pct={};stop-writes-used-pct={};max-record-size={};\
 partition-tree-sprigs={};nsup-period={};storage-engine=memory",
-        st.objects,
         st.objects,
         st.expired_objects,
         st.evicted_objects,
@@ -201,13 +286,54 @@ fn sets(node: &Node, rest: &str) -> String {
 fn statistics(node: &Node) -> String {
     let c = &node.counters;
     let g = NodeCounters::get;
-    format!(
-        "cluster_size=1;cluster_key={:X};cluster_generation=1;cluster_principal={};cluster_integrity=true;cluster_is_member=true;\
-uptime={};client_connections={};client_connections_opened={};client_connections_closed={};client_connections_refused={};\
+    let mut o = String::new();
+    match node.cluster() {
+        Some(cl) => {
+            let sum = cl.summary();
+            let k = &cl.counters;
+            let _ = write!(
+                o,
+                "cluster_size={};cluster_key={:X};cluster_generation={};cluster_principal={:X};cluster_integrity={};cluster_is_member={};\
+migrate_partitions_remaining={};migrate_tx_partitions_remaining={};migrate_rx_partitions_remaining={};migrate_allowed=true;\
+migrate_records_sent={};migrate_records_received={};migrate_partitions_sent={};migrate_partitions_received={};\
+partitions_unsettled={};partitions_given_back={};replica_writes_sent={};replica_writes_failed={};replica_writes_applied={};\
+replication_failures={};proxied_in={};",
+                sum.members.len(),
+                sum.key,
+                k.cluster_generation.load(Relaxed),
+                sum.principal,
+                !sum.in_transition,
+                !sum.members.is_empty(),
+                sum.migrate_tx + sum.migrate_rx,
+                sum.migrate_tx,
+                sum.migrate_rx,
+                k.migrate_records_sent.load(Relaxed),
+                k.migrate_records_received.load(Relaxed),
+                k.migrate_partitions_sent.load(Relaxed),
+                k.migrate_partitions_received.load(Relaxed),
+                sum.unsettled,
+                k.partitions_dropped.load(Relaxed),
+                k.replica_writes_sent.load(Relaxed),
+                k.replica_writes_failed.load(Relaxed),
+                k.replica_writes_applied.load(Relaxed),
+                g(&c.replication_failures),
+                g(&c.proxied_in),
+            );
+        }
+        None => {
+            let _ = write!(
+                o,
+                "cluster_size=1;cluster_key={:X};cluster_generation=1;cluster_principal={};cluster_integrity=true;cluster_is_member=true;\
+migrate_partitions_remaining=0;migrate_allowed=true;",
+                node.cluster_key, node.node_name
+            );
+        }
+    }
+    let _ = write!(
+        o,
+        "uptime={};client_connections={};client_connections_opened={};client_connections_closed={};client_connections_refused={};\
 client_connections_idle_closed={};info_requests={};malformed_requests={};proxy_in_progress=0;proxied_requests={};\
-batch_index_initiate={};scans_started={};migrate_partitions_remaining=0;migrate_allowed=true",
-        node.cluster_key,
-        node.node_name,
+batch_index_initiate={};scans_started={}",
         node.uptime_secs(),
         g(&c.client_connections),
         g(&c.client_connections_opened),
@@ -219,7 +345,8 @@ batch_index_initiate={};scans_started={};migrate_partitions_remaining=0;migrate_
         g(&c.proxied_requests),
         g(&c.batch_index_initiate),
         g(&c.scans_started),
-    )
+    );
+    o
 }
 
 /// The namespace named by an `id=` parameter, or the error answer.
@@ -300,9 +427,18 @@ fn latencies(node: &Node, rest: &str) -> String {
     out
 }
 
+/// `cluster-stable:size=N;ignore-migrations=BOOL;namespace=NS`: the cluster key when the
+/// cluster has N members (if given) and, unless ignored, no migrations left.
 fn cluster_stable(node: &Node, rest: &str) -> String {
-    if let Some(size) = param(rest, "size") {
-        if size.parse::<u32>().ok() != Some(1) {
+    let (size, key, settled) = match node.cluster() {
+        Some(c) => {
+            let s = c.summary();
+            (s.members.len(), s.key, s.unsettled == 0 && !s.in_transition && !s.members.is_empty())
+        }
+        None => (1, node.cluster_key, true),
+    };
+    if let Some(want) = param(rest, "size") {
+        if want.parse::<usize>().ok() != Some(size) {
             return "ERROR:7:cluster not specified size".to_string();
         }
     }
@@ -311,7 +447,10 @@ fn cluster_stable(node: &Node, rest: &str) -> String {
             return "ERROR:20:namespace not found on node".to_string();
         }
     }
-    format!("{:X}", node.cluster_key)
+    if !settled && param(rest, "ignore-migrations") != Some("true") {
+        return "ERROR::unstable-cluster".to_string();
+    }
+    format!("{key:X}")
 }
 
 fn truncate(node: &Node, rest: &str, whole_namespace: bool) -> String {
@@ -349,7 +488,8 @@ mod tests {
 
     fn ask(node: &Node, body: &str) -> String {
         let mut out = Vec::new();
-        handle(node, body.as_bytes(), &mut out);
+        let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        rt.block_on(handle(node, body.as_bytes(), &mut out));
         String::from_utf8(out).expect("utf8")
     }
 

@@ -11,8 +11,13 @@ pub mod latency;
 pub mod node;
 pub mod service;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
+use petrel_cluster::runtime::{ClusterConfig, ClusterNode, ServiceHooks};
+use petrel_cluster::{MembershipConfig, NodeEndpoints};
+use petrel_storage::namespace::ConflictResolution;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -23,6 +28,10 @@ pub async fn run(config: config::Config, shutdown: impl std::future::Future<Outp
     let listener =
         TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("service.listen: cannot bind {listen}: {e}"))?;
     node.start_supervisors()?;
+    if node.config.cluster.enabled() {
+        let cluster = start_cluster(&node).await?;
+        node.set_cluster(cluster);
+    }
     tracing::info!(node = %node.node_name, %listen, namespaces = node.namespaces().len(), "petreld serving");
     let (stop_tx, stop_rx) = watch::channel(false);
     let server = tokio::spawn(service::serve(Arc::clone(&node), listener, stop_rx));
@@ -30,7 +39,64 @@ pub async fn run(config: config::Config, shutdown: impl std::future::Future<Outp
     tracing::info!("shutting down: no new connections, finishing requests in flight");
     let _ = stop_tx.send(true);
     server.await?;
+    if let Some(c) = node.cluster() {
+        c.stop().await;
+    }
     node.stop_supervisors();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts the heartbeat and the fabric for `node` and connects them to its service.
+async fn start_cluster(node: &Arc<node::Node>) -> anyhow::Result<Arc<ClusterNode>> {
+    let settings = &node.config.cluster;
+    let addrs = settings.addresses(node.config.service.listen).map_err(anyhow::Error::msg)?;
+    let mut membership = MembershipConfig::new(node.config.service.cluster_name.clone());
+    membership.interval_ms = settings.heartbeat_interval_ms;
+    membership.timeout_intervals = settings.heartbeat_timeout;
+    membership.quantum_ms = membership.node_timeout_ms() + 2 * (membership.interval_ms + 5);
+    let config = ClusterConfig {
+        node_id: node.node_id,
+        heartbeat_listen: addrs.heartbeat,
+        fabric_listen: addrs.fabric,
+        heartbeat_advertise: format!("{}:{}", addrs.advertise, addrs.heartbeat.port()),
+        endpoints: NodeEndpoints {
+            fabric: format!("{}:{}", addrs.advertise, addrs.fabric.port()),
+            service: format!("{}:{}", addrs.advertise, node.config.service.listen.port()),
+        },
+        seeds: settings.seeds.clone(),
+        membership,
+        conflict_resolution: if settings.conflict_resolution == "last-update-time" {
+            ConflictResolution::LastUpdateTime
+        } else {
+            ConflictResolution::Generation
+        },
+        migrate_parallelism: settings.migrate_threads,
+    };
+    let namespaces = node.namespaces().iter().map(|s| Arc::clone(&s.ns)).collect();
+    let cluster = ClusterNode::start(config, namespaces).await.map_err(|e| {
+        anyhow::anyhow!("cluster: cannot bind heartbeat {} or fabric {}: {e}", addrs.heartbeat, addrs.fabric)
+    })?;
+    let hooks: std::sync::Weak<dyn ServiceHooks> = Arc::downgrade(node) as std::sync::Weak<node::Node>;
+    cluster.set_hooks(hooks);
+    tracing::info!(heartbeat = %addrs.heartbeat, fabric = %addrs.fabric, seeds = ?settings.seeds, "cluster layer started");
+    Ok(cluster)
+}
+
+impl ServiceHooks for node::Node {
+    fn proxied(&self, body: Vec<u8>, hops: u32) -> Pin<Box<dyn Future<Output = Vec<u8>> + Send + '_>> {
+        Box::pin(async move {
+            self.counters.proxied_in.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut streamed: Vec<u8> = Vec::new();
+            let mut out = Vec::new();
+            // Writing to a Vec cannot fail.
+            let _ = data::handle(self, &body, &mut out, &mut streamed, hops).await;
+            streamed.extend_from_slice(&out);
+            streamed
+        })
+    }
+
+    fn info(&self, line: &str) -> String {
+        info::answer_here(self, line)
+    }
 }

@@ -1,11 +1,12 @@
-//! The node: its identity, its namespaces, its counters, and what it tells clients about the
-//! cluster (a single node owning every partition, until the cluster layer lands).
+//! The node: its identity, its namespaces, its counters, and its cluster layer when one is
+//! configured (without one, the node holds every partition itself).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+use petrel_cluster::runtime::ClusterNode;
 use petrel_storage::nsup::Supervisor;
 use petrel_storage::Namespace;
 
@@ -22,7 +23,12 @@ pub struct NodeCounters {
     pub client_connections_idle_closed: AtomicU64,
     pub malformed_requests: AtomicU64,
     pub info_requests: AtomicU64,
+    /// Requests this node forwarded to another node.
     pub proxied_requests: AtomicU64,
+    /// Requests other nodes forwarded here.
+    pub proxied_in: AtomicU64,
+    /// Writes applied here whose copy to a replica failed (the client got an error).
+    pub replication_failures: AtomicU64,
     pub batch_index_initiate: AtomicU64,
     pub scans_started: AtomicU64,
 }
@@ -36,6 +42,8 @@ impl NodeCounters {
 /// One namespace as the service sees it.
 #[derive(Debug)]
 pub struct ServiceNamespace {
+    /// Position in the node's namespace list (the cluster layer's namespace index).
+    pub index: usize,
     pub ns: Arc<Namespace>,
     pub latencies: Latencies,
 }
@@ -53,6 +61,7 @@ pub struct Node {
     by_name: HashMap<String, usize>,
     pub counters: NodeCounters,
     supervisors: parking_lot::Mutex<Vec<Supervisor>>,
+    cluster: OnceLock<Arc<ClusterNode>>,
 }
 
 impl Node {
@@ -68,7 +77,11 @@ impl Node {
         for (name, settings) in &config.namespace {
             let ns = Namespace::in_memory(settings.to_storage(name)).map_err(|e| format!("namespace.{name}: {e}"))?;
             by_name.insert(name.clone(), namespaces.len());
-            namespaces.push(ServiceNamespace { ns: Arc::new(ns), latencies: Latencies::default() });
+            namespaces.push(ServiceNamespace {
+                index: namespaces.len(),
+                ns: Arc::new(ns),
+                latencies: Latencies::default(),
+            });
         }
         Ok(Node {
             node_name: format!("{node_id:X}"),
@@ -79,6 +92,7 @@ impl Node {
             by_name,
             counters: NodeCounters::default(),
             supervisors: parking_lot::Mutex::new(Vec::new()),
+            cluster: OnceLock::new(),
             config,
         })
     }
@@ -112,9 +126,23 @@ impl Node {
         self.started.elapsed().as_secs()
     }
 
-    /// Generation of the partition map; a single node's map never changes.
+    /// The cluster layer, when this node is part of a cluster.
+    pub fn cluster(&self) -> Option<&Arc<ClusterNode>> {
+        self.cluster.get()
+    }
+
+    /// Attaches the started cluster layer.
+    pub fn set_cluster(&self, cluster: Arc<ClusterNode>) {
+        let _ = self.cluster.set(cluster);
+    }
+
+    /// Generation of the partition map: it changes whenever what this node publishes in
+    /// `replicas` may have changed. A node on its own never changes its map.
     pub fn partition_generation(&self) -> u64 {
-        1
+        match self.cluster() {
+            Some(c) => 1 + c.counters.partition_generation.load(Ordering::Relaxed),
+            None => 1,
+        }
     }
 }
 

@@ -116,12 +116,12 @@ async fn connection(node: &Node, stream: TcpStream, mut shutdown: watch::Receive
         match h.frame_type {
             t if t == FrameType::Info as u8 => {
                 let start = begin_frame(&mut out);
-                info::handle(node, &body, &mut out);
+                info::handle(node, &body, &mut out).await;
                 end_frame(&mut out, start, FrameType::Info as u8);
             }
-            t if t == FrameType::Message as u8 => data::handle(node, &body, &mut out, stream.get_mut()).await?,
+            t if t == FrameType::Message as u8 => data::handle(node, &body, &mut out, stream.get_mut(), 0).await?,
             t if t == FrameType::CompressedMessage as u8 => match inflate(&body, frame_max) {
-                Some(inner) => data::handle(node, &inner, &mut out, stream.get_mut()).await?,
+                Some(inner) => data::handle(node, &inner, &mut out, stream.get_mut(), 0).await?,
                 None => {
                     node.counters.malformed_requests.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!("bad compressed frame; closing connection");

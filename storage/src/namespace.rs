@@ -116,6 +116,9 @@ pub struct OperateOutcome {
     /// The record's metadata after the ops (zeros when the ops deleted it).
     pub meta: RecordMeta,
     pub results: Vec<OpResult>,
+    /// The record's new image when the ops wrote one (what replicas are sent); `None` when
+    /// nothing was written or the record was removed.
+    pub image: Option<Vec<u8>>,
 }
 
 /// A record handed to a scan callback.
@@ -125,6 +128,8 @@ pub struct ScanRecord<'a> {
     pub meta: RecordMeta,
     pub set_id: u16,
     pub image: ImageView<'a>,
+    /// The image's bytes, as stored.
+    pub raw: &'a [u8],
 }
 
 /// Where a scan of one partition stopped.
@@ -700,7 +705,7 @@ impl<E: StorageEngine> Namespace<E> {
             return match existing {
                 Some(_) => {
                     self.drop_entry(&mut tree, digest);
-                    Ok(OperateOutcome { meta: RecordMeta::default(), results })
+                    Ok(OperateOutcome { meta: RecordMeta::default(), results, image: None })
                 }
                 // Nothing to create: the ops left no bins on a record that did not exist.
                 None => Err(StorageError::NotFound),
@@ -719,7 +724,7 @@ impl<E: StorageEngine> Namespace<E> {
             .max(self.set_truncate_lut_ms[e.set_id() as usize].load(Ordering::Relaxed));
         e.lut_ms = now_ms.max(e.lut_ms + 1).max(cutoff + 1);
         e.set_key_stored(keep_key_stored);
-        Ok(OperateOutcome { meta: RecordMeta::of(e), results })
+        Ok(OperateOutcome { meta: RecordMeta::of(e), results, image: Some(new_image) })
     }
 
     fn operate_read_only(&self, req: &OperateRequest<'_>) -> Result<OperateOutcome, StorageError> {
@@ -740,7 +745,7 @@ impl<E: StorageEngine> Namespace<E> {
         for op in req.ops {
             apply_op(op, &mut bins, &mut results, req.policy.respond_all_ops)?;
         }
-        Ok(OperateOutcome { meta: RecordMeta::of(e), results })
+        Ok(OperateOutcome { meta: RecordMeta::of(e), results, image: None })
     }
 
     // ---- scans ----
@@ -809,8 +814,9 @@ impl<E: StorageEngine> Namespace<E> {
                 for (digest, meta, set, range) in &batch {
                     progress.last = Some(*digest);
                     progress.returned += 1;
-                    let image = ImageView::parse(&bytes[range.clone()])?;
-                    let rec = ScanRecord { digest: *digest, meta: *meta, set_id: *set, image };
+                    let raw = &bytes[range.clone()];
+                    let image = ImageView::parse(raw)?;
+                    let rec = ScanRecord { digest: *digest, meta: *meta, set_id: *set, image, raw };
                     if !visit(&rec) {
                         return Ok(progress);
                     }

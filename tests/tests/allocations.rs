@@ -73,7 +73,7 @@ fn reads_allocate_nothing_and_writes_a_bounded_few() {
         rt.block_on(async {
             for f in frames {
                 out.clear();
-                petrel_server::data::handle(&node, f, &mut out, &mut sink).await.expect("handled");
+                petrel_server::data::handle(&node, f, &mut out, &mut sink, 0).await.expect("handled");
                 assert_eq!(out[13], 0, "result code");
             }
         });
