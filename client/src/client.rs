@@ -131,8 +131,9 @@ impl Client {
         Ok(())
     }
 
-    /// Runs one single-record command with retries; `for_write` routes to the master only.
-    async fn execute(&self, base: &BasePolicy, key: &Key, frame: &[u8], for_write: bool) -> Result<Record, Error> {
+    /// Runs one single-record command with retries: the first attempt goes to the
+    /// partition's master, retries along its replicas (see the policy's `replica`).
+    async fn execute(&self, base: &BasePolicy, key: &Key, frame: &[u8]) -> Result<Record, Error> {
         let deadline = (!base.total_timeout.is_zero()).then(|| Instant::now() + base.total_timeout);
         let mut last_err = Error::Timeout;
         for attempt in 0..=base.max_retries {
@@ -142,7 +143,10 @@ impl Client {
             if attempt > 0 && !base.sleep_between_retries.is_zero() {
                 tokio::time::sleep(base.sleep_between_retries).await;
             }
-            let replica = if for_write || base.replica == Replica::Master { 0 } else { attempt as usize };
+            // Retries move along the partition's replica list (writes too: a replica that is
+            // not the acting master forwards the write to it), unless the policy pins the
+            // master.
+            let replica = if base.replica == Replica::Master { 0 } else { attempt as usize };
             let node = match self.cluster.node_for(&key.namespace, key.partition_id(), replica) {
                 Ok(n) => n,
                 Err(e) => {
@@ -152,7 +156,11 @@ impl Client {
             };
             let attempt_deadline = attempt_deadline(base, deadline);
             match round_trip(&node, frame, attempt_deadline, self.cluster.policy.connect_timeout).await {
-                Ok(body) => return command::parse_single(&body),
+                Ok(body) => match command::parse_single(&body) {
+                    // The node could not serve it now (a cluster change): try again.
+                    Err(e) if e.is_retryable() => last_err = e,
+                    r => return r,
+                },
                 Err(e) if e.is_retryable() => last_err = e,
                 Err(e) => return Err(e),
             }
@@ -174,7 +182,7 @@ impl Client {
         };
         let mut frame = Vec::new();
         command::encode_single(&mut frame, h, key, false, &ops, timeout_ms(&policy.base));
-        self.execute(&policy.base, key, &frame, false).await.map(|mut r| {
+        self.execute(&policy.base, key, &frame).await.map(|mut r| {
             r.key = Some(key.clone());
             r
         })
@@ -193,7 +201,7 @@ impl Client {
             &ops,
             timeout_ms(&policy.base),
         );
-        self.execute(&policy.base, key, &frame, true).await.map(|_| ())
+        self.execute(&policy.base, key, &frame).await.map(|_| ())
     }
 
     /// Deletes a record; `false` when it did not exist.
@@ -203,7 +211,7 @@ impl Client {
         h.record_ttl = 0;
         let mut frame = Vec::new();
         command::encode_single(&mut frame, h, key, false, &[], timeout_ms(&policy.base));
-        match self.execute(&policy.base, key, &frame, true).await {
+        match self.execute(&policy.base, key, &frame).await {
             Ok(_) => Ok(true),
             Err(e) if e.is_not_found() => Ok(false),
             Err(e) => Err(e),
@@ -230,7 +238,7 @@ impl Client {
             &[Operation::touch()],
             timeout_ms(&policy.base),
         );
-        self.execute(&policy.base, key, &frame, true).await.map(|_| ())
+        self.execute(&policy.base, key, &frame).await.map(|_| ())
     }
 
     /// Applies several operations to one record atomically; returns the read results.
@@ -249,7 +257,7 @@ impl Client {
             ops,
             timeout_ms(&policy.base),
         );
-        self.execute(&policy.base, key, &frame, writes).await
+        self.execute(&policy.base, key, &frame).await
     }
 
     /// Reads many records; the answer holds one entry per key, `None` for missing records.

@@ -153,7 +153,12 @@ impl Cluster {
             }
         }
         let mut map_changed = false;
-        for node in self.nodes() {
+        // Nodes found through peers during this round are tended in it too, so that a new
+        // client has every node's map after its first round.
+        let mut next = 0;
+        loop {
+            let Some(node) = self.nodes().get(next).cloned() else { break };
+            next += 1;
             let deadline = Some(Instant::now() + timeout);
             let mut conn = match node.get_connection(timeout).await {
                 Ok(c) => c,

@@ -417,6 +417,20 @@ impl ClusterNode {
             rx += r;
             unsettled += plan.unsettled();
         }
+        // Copies not given back yet count as unsettled too: the cluster is stable when every
+        // partition sits on its owners only.
+        for (i, plan) in st.plans.iter().enumerate() {
+            unsettled += plan
+                .rows
+                .iter()
+                .enumerate()
+                .filter(|(pid, r)| {
+                    r.is_settled()
+                        && !r.owners.contains(&self.me)
+                        && !self.namespaces[i].partition(*pid as u16).is_empty()
+                })
+                .count();
+        }
         ClusterSummary {
             key: st.key,
             principal: st.members.first().copied().unwrap_or(self.me),
@@ -760,6 +774,8 @@ impl ClusterNode {
             if st.key == key {
                 st.plans[task.ns].row_mut(task.pid).on_complete(task.target, task.version);
             }
+            drop(st);
+            self.give_back_one(task.ns, task.pid);
         }
         self.counters.partition_generation.fetch_add(1, Ordering::Relaxed);
         true
@@ -794,6 +810,22 @@ impl ClusterNode {
         tracing::debug!(partitions = droppable.len(), records = dropped, "gave back partitions owned elsewhere");
     }
 
+    /// Gives partition `pid` of namespace `ns` back at once if it settled elsewhere.
+    fn give_back_one(&self, ns: usize, pid: u16) {
+        let settled_elsewhere = {
+            let st = self.state.read();
+            st.plans.get(ns).is_some_and(|p| {
+                let r = p.row(pid);
+                !r.owners.contains(&self.me) && r.is_settled()
+            })
+        };
+        if settled_elsewhere && !self.namespaces[ns].partition(pid).is_empty() {
+            self.namespaces[ns].drop_partition(pid);
+            self.versions.lock()[ns][pid as usize] = 0;
+            self.counters.partitions_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Tells every other member that this node holds `pid` at `version`.
     fn announce(self: &Arc<Self>, key: u64, ns: usize, pid: u16, version: u64) {
         let targets: Vec<SocketAddr> = {
@@ -810,7 +842,8 @@ impl ClusterNode {
         for addr in targets {
             let (node, msg) = (Arc::clone(self), msg.clone());
             tokio::spawn(async move {
-                for _ in 0..5 {
+                // Until taken, or this view is gone (a new view starts a new exchange).
+                for _ in 0..200 {
                     if node.current_key() != key {
                         return;
                     }
@@ -838,12 +871,16 @@ impl ClusterNode {
                     return ack(ResultCode::Parameter);
                 }
                 let mut st = self.state.write();
-                if st.key == c.cluster_key {
-                    st.plans[ns].row_mut(c.partition_id as u16).on_complete(c.node_id, c.version);
-                    drop(st);
-                    self.counters.partition_generation.fetch_add(1, Ordering::Relaxed);
-                    self.work.notify_one();
+                if st.key != c.cluster_key {
+                    // Not installed here yet (or a view gone by): the sender retries while
+                    // its view lasts.
+                    return ack(ResultCode::ClusterKeyMismatch);
                 }
+                st.plans[ns].row_mut(c.partition_id as u16).on_complete(c.node_id, c.version);
+                drop(st);
+                self.give_back_one(ns, c.partition_id as u16);
+                self.counters.partition_generation.fetch_add(1, Ordering::Relaxed);
+                self.work.notify_one();
                 ack(ResultCode::Ok)
             }
             Some(Body::Exchange(e)) => {

@@ -7,6 +7,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod cluster;
+
 /// Path of the server binary: `PETREL_BIN` when set, else this package's `petreld-test`,
 /// which cargo builds from the current sources before the tests run (it is `petreld`'s
 /// command line, linked into this package so that it can never be stale). A macro, because
@@ -39,6 +41,12 @@ impl Petreld {
     pub fn start(bin: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Petreld {
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        Petreld::start_at(bin, addr, extra_args, env)
+    }
+
+    /// Starts the server binary `bin` serving on `addr`, and waits (at most 20 s) until it
+    /// accepts connections.
+    pub fn start_at(bin: &Path, addr: SocketAddr, extra_args: &[&str], env: &[(&str, &str)]) -> Petreld {
         let mut cmd = Command::new(bin);
         cmd.arg("--listen").arg(addr.to_string()).args(extra_args).stdout(Stdio::null()).stderr(Stdio::inherit());
         for (k, v) in env {
@@ -59,6 +67,12 @@ impl Petreld {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Kills the process with SIGKILL and reaps it.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// The seed string for clients.

@@ -1,0 +1,138 @@
+//! Multi-node clusters on loopback for integration tests: each node on its own 127.0.0.x
+//! address with free ports for service, fabric and heartbeat, all seeded from the first node.
+//! Nodes are stopped by pid when the cluster is dropped.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::{free_port, info, stat, Petreld};
+
+/// Where one node listens; kept across restarts so that a node comes back where it was.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    pub service: SocketAddr,
+    pub fabric: SocketAddr,
+    pub heartbeat: SocketAddr,
+}
+
+/// A cluster of `petreld` processes.
+#[derive(Debug)]
+pub struct TestCluster {
+    bin: PathBuf,
+    rf: u8,
+    extra: Vec<String>,
+    pub specs: Vec<NodeSpec>,
+    pub nodes: Vec<Option<Petreld>>,
+}
+
+impl TestCluster {
+    /// Starts `n` nodes with replication factor `rf` and waits until they form one settled
+    /// cluster.
+    pub fn start(bin: &Path, n: usize, rf: u8, extra: &[&str]) -> TestCluster {
+        let mut c = TestCluster {
+            bin: bin.to_path_buf(),
+            rf,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            specs: Vec::new(),
+            nodes: Vec::new(),
+        };
+        for _ in 0..n {
+            c.add_node();
+        }
+        c.wait_settled(n, Duration::from_secs(30));
+        c
+    }
+
+    /// Starts one more node (seeded with the first node's heartbeat only); returns its index.
+    pub fn add_node(&mut self) -> usize {
+        let i = self.specs.len();
+        // 127.0.0.10, .11, ...: distinct addresses, as distinct hosts would have.
+        let ip = format!("127.0.0.{}", 10 + i);
+        let spec = NodeSpec {
+            service: format!("{ip}:{}", free_port()).parse().expect("addr"),
+            fabric: format!("{ip}:{}", free_port()).parse().expect("addr"),
+            heartbeat: format!("{ip}:{}", free_port()).parse().expect("addr"),
+        };
+        self.specs.push(spec);
+        self.nodes.push(None);
+        self.restart(i);
+        i
+    }
+
+    /// (Re)starts node `i` where it listened before.
+    pub fn restart(&mut self, i: usize) {
+        let spec = self.specs[i].clone();
+        let seed = self.specs[0].heartbeat.to_string();
+        let (hb, fabric, rf) = (spec.heartbeat.to_string(), spec.fabric.to_string(), self.rf.to_string());
+        let mut args: Vec<&str> = vec![
+            "--heartbeat",
+            &hb,
+            "--fabric",
+            &fabric,
+            "--seed",
+            &seed,
+            "--cluster-name",
+            "petrel-test",
+            "--replication-factor",
+            &rf,
+        ];
+        args.extend(self.extra.iter().map(String::as_str));
+        let env = [("PETREL_LOG", "warn")];
+        self.nodes[i] = Some(Petreld::start_at(&self.bin, spec.service, &args, &env));
+    }
+
+    /// SIGKILL to node `i`.
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut p) = self.nodes[i].take() {
+            p.kill9();
+        }
+    }
+
+    /// SIGTERM to node `i`; waits for it to exit (bounded).
+    pub fn stop(&mut self, i: usize) {
+        if let Some(mut p) = self.nodes[i].take() {
+            if p.terminate(Duration::from_secs(10)).is_none() {
+                p.kill9();
+            }
+        }
+    }
+
+    pub fn running(&self) -> impl Iterator<Item = &Petreld> {
+        self.nodes.iter().flatten()
+    }
+
+    /// Service addresses of the running nodes, as client seeds.
+    pub fn seeds(&self) -> Vec<String> {
+        self.running().map(|p| p.seed()).collect()
+    }
+
+    /// Waits until every running node reports a cluster of `size` with nothing left to
+    /// migrate; returns how long it took. Panics after `timeout`.
+    pub fn wait_settled(&self, size: usize, timeout: Duration) -> Duration {
+        let started = Instant::now();
+        loop {
+            let stable: Vec<String> =
+                self.running().map(|p| info(p.addr, &format!("cluster-stable:size={size}"))).collect();
+            if stable.iter().all(|a| !a.starts_with("ERROR")) && stable.windows(2).all(|w| w[0] == w[1]) {
+                return started.elapsed();
+            }
+            assert!(started.elapsed() < timeout, "cluster not settled within {timeout:?}: {stable:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Sum of a namespace statistic over the running nodes.
+    pub fn sum_ns_stat(&self, ns: &str, key: &str) -> u64 {
+        self.running()
+            .map(|p| stat(&info(p.addr, &format!("namespace/{ns}")), key).and_then(|v| v.parse().ok()).unwrap_or(0))
+            .sum()
+    }
+
+    /// A node statistic of each running node.
+    pub fn node_stats(&self, key: &str) -> Vec<u64> {
+        self.running()
+            .map(|p| stat(&info(p.addr, "statistics"), key).and_then(|v| v.parse().ok()).unwrap_or(0))
+            .collect()
+    }
+}
