@@ -39,6 +39,8 @@ PETREL_BIN="$PWD/target/debug/petreld" timeout 600 "$venv/bin/python" -m pytest 
 step "container"
 if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
   PYTHON="$PWD/$venv/bin/python" timeout 900 bash docker/test.sh
+  # A network split between containers, and its heal (reuses the image test.sh built).
+  TAG=petrel:test PYTHON="$PWD/$venv/bin/python" timeout 600 bash docker/split-test.sh
 else
   echo "docker is required for the container test" >&2
   exit 1

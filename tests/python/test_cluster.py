@@ -1,0 +1,131 @@
+"""The official Python client against a real 3-node Petrel cluster (rf 2) on loopback."""
+import base64
+import os
+import socket
+import subprocess
+import time
+
+import aerospike
+import pytest
+
+from conftest import free_port
+
+NODES = 3
+
+
+def _wait_port(host, port, proc, deadline):
+    while True:
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"petreld on {host}:{port} did not start")
+            time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    binary = os.environ.get("PETREL_BIN", os.path.join(os.path.dirname(__file__), "../../target/debug/petreld"))
+    # Each node on its own loopback address, as distinct hosts.
+    specs = [(f"127.0.0.{20 + i}", free_port(), free_port(), free_port()) for i in range(NODES)]
+    seed = f"{specs[0][0]}:{specs[0][3]}"
+    procs = []
+    try:
+        for host, service, fabric, heartbeat in specs:
+            args = [binary, "--listen", f"{host}:{service}", "--fabric", f"{host}:{fabric}",
+                    "--heartbeat", f"{host}:{heartbeat}", "--seed", seed, "--cluster-name", "py-test",
+                    "--replication-factor", "2"]
+            procs.append(subprocess.Popen(args, env=dict(os.environ, PETREL_LOG="warn")))
+        deadline = time.monotonic() + 30
+        for (host, service, _, _), proc in zip(specs, procs):
+            _wait_port(host, service, proc, deadline)
+        yield [(host, service) for host, service, _, _ in specs]
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def info_all(client, command):
+    """{node name: value} of one info command on every node."""
+    out = {}
+    for name, (err, text) in client.info_all(command).items():
+        assert err is None, f"{name}: {err}"
+        out[name] = text.strip().split("\t", 1)[-1]
+    return out
+
+
+@pytest.fixture(scope="module")
+def client(cluster):
+    c = aerospike.client({"hosts": [cluster[0]], "policies": {"total_timeout": 5000}}).connect()
+    deadline = time.monotonic() + 30
+    # The cluster has formed and settled, and the client has found every node.
+    while True:
+        stable = set(info_all(c, f"cluster-stable:size={NODES}").values()) if len(c.get_nodes()) == NODES else set()
+        if len(stable) == 1 and not next(iter(stable)).startswith("ERROR"):
+            break
+        assert time.monotonic() < deadline, f"cluster not stable: {stable}"
+        time.sleep(0.2)
+    time.sleep(1.5)  # one tend interval, so the client holds every node's map
+    yield c
+    c.close()
+
+
+def test_the_client_sees_every_node(client, cluster):
+    assert len(client.get_nodes()) == NODES
+    peers = info_all(client, "peers-clear-std")
+    assert len(peers) == NODES
+    for value in peers.values():
+        assert value.count(",,[") == NODES - 1, value  # one [id,,[host:port]] per peer
+
+
+def test_each_partition_has_one_master_and_rf_distinct_owners(client):
+    replicas = info_all(client, "replicas")
+    positions = {}  # (pid, position) -> nodes
+    for node, value in replicas.items():
+        ns, rest = value.split(":", 1)
+        assert ns == "test"
+        fields = rest.split(",")
+        regime, count, maps = int(fields[0]), int(fields[1]), fields[2:]
+        assert regime == 0 and count == 2 and len(maps) == 2
+        for k, b64 in enumerate(maps):
+            bits = base64.b64decode(b64)
+            for pid in range(4096):
+                if bits[pid >> 3] & (0x80 >> (pid & 7)):
+                    positions.setdefault((pid, k), []).append(node)
+    for pid in range(4096):
+        assert len(positions.get((pid, 0), [])) == 1, f"partition {pid} masters: {positions.get((pid, 0))}"
+        assert len(positions.get((pid, 1), [])) == 1, f"partition {pid} replicas: {positions.get((pid, 1))}"
+        assert positions[(pid, 0)] != positions[(pid, 1)], f"partition {pid} on one node twice"
+    masters = [sum(1 for (p, k), n in positions.items() if k == 0 and n == [node]) for node in replicas]
+    assert max(masters) - min(masters) <= 0.1 * 4096 / NODES, masters
+
+
+def test_steady_state_requests_are_never_proxied(client):
+    before = {n: v for n, v in info_all(client, "statistics").items()}
+
+    def proxied(stats):
+        return sum(int(dict(kv.split("=", 1) for kv in s.split(";") if "=" in kv)["proxied_requests"])
+                   for s in stats.values())
+
+    for i in range(2000):
+        client.put(("test", "py-cluster", f"k{i}"), {"v": i, "s": "x" * (i % 50)})
+    for i in range(2000):
+        _, meta, bins = client.get(("test", "py-cluster", f"k{i}"))
+        assert bins["v"] == i and meta["gen"] == 1
+    keys = [("test", "py-cluster", f"k{i}") for i in range(0, 2000, 7)]
+    batch = client.batch_read(keys)
+    assert len(batch.batch_records) == len(keys)
+    for br in batch.batch_records:
+        assert br.result == 0 and br.record[2]["v"] == int(br.key[2][1:])
+    after = info_all(client, "statistics")
+    assert proxied(after) - proxied(before) == 0, "a request reached a node that does not own its partition"
+    # Two copies of every record, one master copy.
+    objects = sum(int(dict(kv.split("=", 1) for kv in v.split(";") if "=" in kv)["master_objects"])
+                  for v in info_all(client, "namespace/test").values())
+    assert objects == 2000
