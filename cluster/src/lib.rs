@@ -2,20 +2,22 @@
 //! nodes, replication and migrations.
 //!
 //! It sits between `petrel-storage` (which holds a node's partitions) and `petrel-server`
-//! (which serves clients). What is here so far is the logic every node runs identically,
-//! free of sockets and clocks so it can be tested with injected time:
+//! (which serves clients).
 //!
-//! * [`partition_table`] — replica lists per partition from the member list (rendezvous
+//! * [`partition_table`]: replica lists per partition from the member list (rendezvous
 //!   hashing plus a balancing pass).
-//! * [`membership`] — heartbeat bookkeeping and the agreement on who is in the cluster
+//! * [`membership`]: heartbeat bookkeeping and the agreement on who is in the cluster
 //!   (principal, quanta, cluster key, clique eviction, splits and merges).
-//! * [`heartbeat`] — the mesh transport that carries pulses between nodes and drives the
+//! * [`plan`]: what happens to each partition after a view change (who holds it at which
+//!   version, who sends it where, who acts as master meanwhile, when copies are given back).
+//! * [`heartbeat`]: the mesh transport that carries pulses between nodes and drives the
 //!   membership.
-//! * [`fabric`] — multiplexed request/answer connections between nodes for replica writes,
+//! * [`fabric`]: multiplexed request/answer connections between nodes for replica writes,
 //!   migrations and proxied requests, with per-peer back-pressure and deadlines.
+//! * [`runtime`]: a node's cluster layer at run time, tying the above to its namespaces.
 //!
-//! `petreld` does not start the heartbeat yet: until replication and migrations land, it runs
-//! as a cluster of one, so that a partition is never served by a node without its data.
+//! The first three are pure logic, tested with injected time and inputs; the last three are
+//! tested on loopback and through `petreld` in `tests/`.
 
 pub mod fabric;
 pub mod heartbeat;
