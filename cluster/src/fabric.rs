@@ -237,6 +237,9 @@ async fn reader(
     peer: SocketAddr,
 ) {
     let mut buf = Vec::new();
+    // Requests from this peer being handled at once; at the limit the reader stops reading,
+    // which pushes back on the peer instead of spawning without bound.
+    let handling = Arc::new(Semaphore::new(IN_FLIGHT_MAX));
     loop {
         let msg = tokio::select! {
             _ = stop.changed() => return,
@@ -256,9 +259,11 @@ async fn reader(
             }
             continue;
         }
+        let Ok(permit) = Arc::clone(&handling).acquire_owned().await else { return };
         let handler = Arc::clone(&handler);
         let answers_to = answers_to.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let id = msg.request_id;
             let mut answer = handler.handle(msg).await;
             answer.version = FABRIC_VERSION;

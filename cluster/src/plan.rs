@@ -102,6 +102,11 @@ impl PartitionRow {
         self.merges_pending.is_empty() && self.owners.iter().all(|&n| self.is_complete(n))
     }
 
+    /// Settled, and `node` is not an owner: its copy is no longer needed.
+    pub fn is_settled_without(&self, node: NodeId) -> bool {
+        !self.owners.contains(&node) && self.is_settled()
+    }
+
     /// Nodes a write applied by `master` is copied to: the owners and the source.
     pub fn copy_targets(&self, master: NodeId) -> impl Iterator<Item = NodeId> + '_ {
         let source = (!self.owners.contains(&self.source)).then_some(self.source);

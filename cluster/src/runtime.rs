@@ -29,7 +29,7 @@ use tokio::sync::{watch, Notify, Semaphore};
 
 use crate::fabric::{Fabric, FabricHandler};
 use crate::heartbeat::{Heartbeat, HeartbeatConfig};
-use crate::membership::{ClusterView, MembershipConfig, NodeEndpoints};
+use crate::membership::ClusterView;
 use crate::partition_table::NodeId;
 use crate::plan::Plan;
 
@@ -48,20 +48,18 @@ const TRANSITION_WAIT: Duration = Duration::from_millis(1500);
 pub const PROXY_HOPS_MAX: u32 = 2;
 /// Exchanges remembered, by cluster key (the newest few views).
 const EXCHANGE_KEYS_MAX: usize = 4;
+/// Most members a view can have (the heartbeat dials at most this many endpoints).
+const MEMBERS_MAX: usize = 256;
 /// Most namespaces an exchange may carry.
 const EXCHANGE_NAMESPACES_MAX: usize = 64;
 
 /// Settings of a node's cluster layer.
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
-    pub node_id: NodeId,
-    pub heartbeat_listen: SocketAddr,
+    /// The node's identity, heartbeat listener, seeds, membership timing, and the endpoints
+    /// it advertises.
+    pub heartbeat: HeartbeatConfig,
     pub fabric_listen: SocketAddr,
-    /// The heartbeat, fabric and service endpoints peers (and clients) are told.
-    pub heartbeat_advertise: String,
-    pub endpoints: NodeEndpoints,
-    pub seeds: Vec<String>,
-    pub membership: MembershipConfig,
     pub conflict_resolution: ConflictResolution,
     /// Partitions sent at once.
     pub migrate_parallelism: usize,
@@ -136,12 +134,10 @@ pub struct ClusterSummary {
     pub key: u64,
     pub principal: NodeId,
     pub members: Vec<NodeId>,
-    /// Other members with their service endpoints.
-    pub peers: Vec<(NodeId, String)>,
     /// Partitions this node still sends and receives, over all namespaces.
     pub migrate_tx: usize,
     pub migrate_rx: usize,
-    /// Partitions not settled, as this node knows.
+    /// Partitions not settled on their owners, as this node knows.
     pub unsettled: usize,
     /// A newer view is agreed but its plan is not installed yet.
     pub in_transition: bool,
@@ -208,7 +204,7 @@ impl ClusterNode {
         let ns_index = namespaces.iter().enumerate().map(|(i, n)| (n.name().to_string(), i)).collect();
         let versions = vec![vec![0u64; PARTITIONS_COUNT]; namespaces.len()];
         let node = Arc::new(ClusterNode {
-            me: config.node_id,
+            me: config.heartbeat.node_id,
             config: config.clone(),
             namespaces,
             ns_index,
@@ -226,15 +222,7 @@ impl ClusterNode {
         });
         let fabric = Fabric::start(config.fabric_listen, Arc::new(FabricSide(Arc::downgrade(&node)))).await?;
         let _ = node.fabric.set(fabric);
-        let heartbeat = Heartbeat::start(HeartbeatConfig {
-            node_id: config.node_id,
-            listen: config.heartbeat_listen,
-            advertise: config.heartbeat_advertise.clone(),
-            seeds: config.seeds.clone(),
-            membership: config.membership.clone(),
-            endpoints: config.endpoints.clone(),
-        })
-        .await?;
+        let heartbeat = Heartbeat::start(config.heartbeat.clone()).await?;
         let views = heartbeat.watch();
         *node.heartbeat.lock() = Some(heartbeat);
         tokio::spawn(Arc::clone(&node).follow_views(views, node.stop.subscribe()));
@@ -408,6 +396,7 @@ impl ClusterNode {
 
     // ---- what the node reports ----
 
+    /// The cluster as this node sees it; cheap (no record locks).
     pub fn summary(&self) -> ClusterSummary {
         let st = self.state.read();
         let (mut tx, mut rx, mut unsettled) = (0, 0, 0);
@@ -417,35 +406,51 @@ impl ClusterNode {
             rx += r;
             unsettled += plan.unsettled();
         }
-        // Copies not given back yet count as unsettled too: the cluster is stable when every
-        // partition sits on its owners only.
-        for (i, plan) in st.plans.iter().enumerate() {
-            unsettled += plan
-                .rows
-                .iter()
-                .enumerate()
-                .filter(|(pid, r)| {
-                    r.is_settled()
-                        && !r.owners.contains(&self.me)
-                        && !self.namespaces[i].partition(*pid as u16).is_empty()
-                })
-                .count();
-        }
         ClusterSummary {
             key: st.key,
             principal: st.members.first().copied().unwrap_or(self.me),
             members: st.members.clone(),
-            peers: st
-                .members
-                .iter()
-                .filter(|&&n| n != self.me)
-                .map(|n| (*n, st.addrs.get(n).map(|m| m.service.clone()).unwrap_or_default()))
-                .collect(),
             migrate_tx: tx,
             migrate_rx: rx,
             unsettled,
             in_transition: st.adopted_key != st.key,
         }
+    }
+
+    /// The other members with their service endpoints.
+    pub fn peers(&self) -> Vec<(NodeId, String)> {
+        let st = self.state.read();
+        st.members
+            .iter()
+            .filter(|&&n| n != self.me)
+            .map(|n| (*n, st.addrs.get(n).map(|m| m.service.clone()).unwrap_or_default()))
+            .collect()
+    }
+
+    /// Partitions of namespace `ns` this node still has to send and to receive.
+    pub fn migrations(&self, ns: usize) -> (usize, usize) {
+        self.state.read().plans.get(ns).map_or((0, 0), |p| p.remaining_for(self.me))
+    }
+
+    /// Partitions settled on their owners that this node still holds a copy of. The cluster
+    /// is stable only when there are none, so that every record sits on its owners only.
+    /// Looks at every partition's size, so it is for info commands, not for requests.
+    pub fn copies_to_give_back(&self) -> usize {
+        self.copies_settled_elsewhere().len()
+    }
+
+    /// (namespace, partition) of every non-empty partition settled on other owners.
+    fn copies_settled_elsewhere(&self) -> Vec<(usize, u16)> {
+        let st = self.state.read();
+        let mut v = Vec::new();
+        for (i, plan) in st.plans.iter().enumerate() {
+            for pid in 0..PARTITIONS_COUNT as u16 {
+                if plan.row(pid).is_settled_without(self.me) && !self.namespaces[i].partition(pid).is_empty() {
+                    v.push((i, pid));
+                }
+            }
+        }
+        v
     }
 
     /// Effective replication factor of namespace `ns` (0 before the first view).
@@ -488,6 +493,8 @@ impl ClusterNode {
             tokio::select! {
                 r = views.changed() => if r.is_err() { return },
                 _ = stop.changed() => return,
+                // Partitions are given back as they settle; this sweep catches copies that
+                // stale replica writes recreated.
                 _ = tokio::time::sleep(Duration::from_secs(1)) => self.give_back(),
             }
         }
@@ -614,10 +621,16 @@ impl ClusterNode {
 
     fn record_exchange(&self, key: u64, node: NodeId, versions: Vec<Vec<u64>>) {
         let mut ex = self.exchanges.lock();
-        ex.entry(key).or_default().insert(node, versions);
+        let book = ex.entry(key).or_default();
+        // A view has at most as many members as the heartbeat dials; more senders for one
+        // key are not members, and are not kept.
+        if book.len() >= MEMBERS_MAX && !book.contains_key(&node) {
+            return;
+        }
+        book.insert(node, versions);
         while ex.len() > EXCHANGE_KEYS_MAX {
-            // Keys are random: forget the view this node installed longest ago, never the
-            // current one.
+            // Keys are random, so their order says nothing about age: forget any view other
+            // than the one being adopted and the one this exchange is for.
             let current = self.state.read().adopted_key;
             let Some(old) = ex.keys().copied().find(|&k| k != current && k != key) else { break };
             ex.remove(&old);
@@ -628,7 +641,8 @@ impl ClusterNode {
     // ---- migrations ----
 
     /// Sends what this node owes under the plan of `key`, until the view changes or nothing
-    /// is left; gives back partitions as they settle.
+    /// is left (each finished partition is given back by its sender and by every member told
+    /// of it).
     async fn migrate(self: Arc<Self>, key: u64) {
         let slots = Arc::new(Semaphore::new(self.config.migrate_parallelism.max(1)));
         let started: Arc<Mutex<HashSet<(usize, u16, NodeId)>>> = Arc::default();
@@ -638,7 +652,6 @@ impl ClusterNode {
             if self.current_key() != key {
                 return;
             }
-            self.give_back();
             let owed = self.owed();
             let idle = {
                 let s = started.lock();
@@ -783,47 +796,24 @@ impl ClusterNode {
 
     /// Drops partitions this node does not own once their owners are complete.
     fn give_back(&self) {
-        let droppable: Vec<(usize, u16)> = {
-            let st = self.state.read();
-            let mut v = Vec::new();
-            for (i, plan) in st.plans.iter().enumerate() {
-                for (pid, row) in plan.rows.iter().enumerate() {
-                    if !row.owners.contains(&self.me)
-                        && row.is_settled()
-                        && !self.namespaces[i].partition(pid as u16).is_empty()
-                    {
-                        v.push((i, pid as u16));
-                    }
-                }
-            }
-            v
-        };
-        if droppable.is_empty() {
-            return;
+        for (ns, pid) in self.copies_settled_elsewhere() {
+            self.drop_copy(ns, pid);
         }
-        let mut dropped = 0;
-        for &(i, pid) in &droppable {
-            dropped += self.namespaces[i].drop_partition(pid);
-            self.versions.lock()[i][pid as usize] = 0;
-        }
-        self.counters.partitions_dropped.fetch_add(droppable.len() as u64, Ordering::Relaxed);
-        tracing::debug!(partitions = droppable.len(), records = dropped, "gave back partitions owned elsewhere");
     }
 
     /// Gives partition `pid` of namespace `ns` back at once if it settled elsewhere.
     fn give_back_one(&self, ns: usize, pid: u16) {
-        let settled_elsewhere = {
-            let st = self.state.read();
-            st.plans.get(ns).is_some_and(|p| {
-                let r = p.row(pid);
-                !r.owners.contains(&self.me) && r.is_settled()
-            })
-        };
+        let settled_elsewhere = self.state.read().plans.get(ns).is_some_and(|p| p.row(pid).is_settled_without(self.me));
         if settled_elsewhere && !self.namespaces[ns].partition(pid).is_empty() {
-            self.namespaces[ns].drop_partition(pid);
-            self.versions.lock()[ns][pid as usize] = 0;
-            self.counters.partitions_dropped.fetch_add(1, Ordering::Relaxed);
+            self.drop_copy(ns, pid);
         }
+    }
+
+    fn drop_copy(&self, ns: usize, pid: u16) {
+        let records = self.namespaces[ns].drop_partition(pid);
+        self.versions.lock()[ns][pid as usize] = 0;
+        self.counters.partitions_dropped.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(pid, records, "gave back a partition settled on its owners");
     }
 
     /// Tells every other member that this node holds `pid` at `version`.
@@ -875,6 +865,10 @@ impl ClusterNode {
                     // Not installed here yet (or a view gone by): the sender retries while
                     // its view lasts.
                     return ack(ResultCode::ClusterKeyMismatch);
+                }
+                if !st.members.contains(&c.node_id) {
+                    // Only members hold partitions; anything else would grow the plan.
+                    return ack(ResultCode::Parameter);
                 }
                 st.plans[ns].row_mut(c.partition_id as u16).on_complete(c.node_id, c.version);
                 drop(st);
@@ -953,7 +947,7 @@ impl ClusterNode {
             return ack(ResultCode::ClusterKeyMismatch);
         }
         let ns = &self.namespaces[i];
-        let tombstones: Option<HashSet<Digest>> = self.state.read().tombstones.get(&(i, pid)).cloned();
+        let deleted_here = |d: &Digest| self.state.read().tombstones.get(&(i, pid)).is_some_and(|t| t.contains(d));
         let mut applied = 0u64;
         for copy in &m.records {
             let Some(digest) = Digest::from_slice(&copy.digest) else { return ack(ResultCode::Parameter) };
@@ -961,7 +955,7 @@ impl ClusterNode {
                 return ack(ResultCode::Parameter);
             }
             // Deleted here since the source read it: keep it deleted.
-            if tombstones.as_ref().is_some_and(|t| t.contains(&digest)) && ns.exists(&digest).is_err() {
+            if deleted_here(&digest) && ns.exists(&digest).is_err() {
                 continue;
             }
             if apply_copy(ns, copy, self.config.conflict_resolution).is_ok() {

@@ -103,7 +103,7 @@ fn answer(node: &Node, line: &str) -> String {
         "alumni-clear-std" | "alumni-tls-std" => format!("1,{},[]", node.config.service.listen.port()),
         "services" | "services-alumni" => node
             .cluster()
-            .map_or(String::new(), |c| c.summary().peers.into_iter().map(|(_, s)| s).collect::<Vec<_>>().join(";")),
+            .map_or(String::new(), |c| c.peers().into_iter().map(|(_, s)| s).collect::<Vec<_>>().join(";")),
         "services-alternate" => String::new(),
         "tip" => tip(node, rest),
         "tip-clear" => match node.cluster() {
@@ -142,7 +142,7 @@ fn peers_generation(node: &Node) -> u64 {
 fn peers(node: &Node) -> String {
     let mut out = format!("{},{},[", peers_generation(node), node.config.service.listen.port());
     if let Some(c) = node.cluster() {
-        for (i, (id, service)) in c.summary().peers.iter().enumerate() {
+        for (i, (id, service)) in c.peers().iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }
@@ -213,10 +213,9 @@ fn namespace_stats(node: &Node, rest: &str) -> String {
                 Role::None => non_replica += n,
             }
         }
-        let sum = cl.summary();
-        cluster_size = sum.members.len();
+        cluster_size = cl.summary().members.len();
         rf = cl.replication_factor(s.index);
-        (tx, rx) = (sum.migrate_tx, sum.migrate_rx);
+        (tx, rx) = cl.migrations(s.index);
     }
     let used_pct = used * 100 / c.memory_size_bytes.max(1);
     let mut o = String::new();
@@ -296,7 +295,7 @@ fn statistics(node: &Node) -> String {
                 "cluster_size={};cluster_key={:X};cluster_generation={};cluster_principal={:X};cluster_integrity={};cluster_is_member={};\
 migrate_partitions_remaining={};migrate_tx_partitions_remaining={};migrate_rx_partitions_remaining={};migrate_allowed=true;\
 migrate_records_sent={};migrate_records_received={};migrate_partitions_sent={};migrate_partitions_received={};\
-partitions_unsettled={};partitions_given_back={};replica_writes_sent={};replica_writes_failed={};replica_writes_applied={};\
+partitions_unsettled={};copies_to_give_back={};partitions_given_back={};replica_writes_sent={};replica_writes_failed={};replica_writes_applied={};\
 replication_failures={};proxied_in={};",
                 sum.members.len(),
                 sum.key,
@@ -312,6 +311,7 @@ replication_failures={};proxied_in={};",
                 k.migrate_partitions_sent.load(Relaxed),
                 k.migrate_partitions_received.load(Relaxed),
                 sum.unsettled,
+                cl.copies_to_give_back(),
                 k.partitions_dropped.load(Relaxed),
                 k.replica_writes_sent.load(Relaxed),
                 k.replica_writes_failed.load(Relaxed),
@@ -430,10 +430,14 @@ fn latencies(node: &Node, rest: &str) -> String {
 /// `cluster-stable:size=N;ignore-migrations=BOOL;namespace=NS`: the cluster key when the
 /// cluster has N members (if given) and, unless ignored, no migrations left.
 fn cluster_stable(node: &Node, rest: &str) -> String {
+    let ignore_migrations = param(rest, "ignore-migrations") == Some("true");
     let (size, key, settled) = match node.cluster() {
         Some(c) => {
             let s = c.summary();
-            (s.members.len(), s.key, s.unsettled == 0 && !s.in_transition && !s.members.is_empty())
+            let installed = !s.in_transition && !s.members.is_empty();
+            // Settled on the owners, and no copy left elsewhere (only looked at when asked).
+            let migrated = || s.unsettled == 0 && c.copies_to_give_back() == 0;
+            (s.members.len(), s.key, installed && (ignore_migrations || migrated()))
         }
         None => (1, node.cluster_key, true),
     };
@@ -447,7 +451,7 @@ fn cluster_stable(node: &Node, rest: &str) -> String {
             return "ERROR:20:namespace not found on node".to_string();
         }
     }
-    if !settled && param(rest, "ignore-migrations") != Some("true") {
+    if !settled {
         return "ERROR::unstable-cluster".to_string();
     }
     format!("{key:X}")

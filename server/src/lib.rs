@@ -15,6 +15,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use petrel_cluster::heartbeat::HeartbeatConfig;
 use petrel_cluster::runtime::{ClusterConfig, ClusterNode, ServiceHooks};
 use petrel_cluster::{MembershipConfig, NodeEndpoints};
 use petrel_storage::namespace::ConflictResolution;
@@ -56,16 +57,18 @@ async fn start_cluster(node: &Arc<node::Node>) -> anyhow::Result<Arc<ClusterNode
     membership.timeout_intervals = settings.heartbeat_timeout;
     membership.quantum_ms = membership.node_timeout_ms() + 2 * (membership.interval_ms + 5);
     let config = ClusterConfig {
-        node_id: node.node_id,
-        heartbeat_listen: addrs.heartbeat,
-        fabric_listen: addrs.fabric,
-        heartbeat_advertise: format!("{}:{}", addrs.advertise, addrs.heartbeat.port()),
-        endpoints: NodeEndpoints {
-            fabric: format!("{}:{}", addrs.advertise, addrs.fabric.port()),
-            service: format!("{}:{}", addrs.advertise, node.config.service.listen.port()),
+        heartbeat: HeartbeatConfig {
+            node_id: node.node_id,
+            listen: addrs.heartbeat,
+            advertise: format!("{}:{}", addrs.advertise, addrs.heartbeat.port()),
+            seeds: settings.seeds.clone(),
+            membership,
+            endpoints: NodeEndpoints {
+                fabric: format!("{}:{}", addrs.advertise, addrs.fabric.port()),
+                service: format!("{}:{}", addrs.advertise, node.config.service.listen.port()),
+            },
         },
-        seeds: settings.seeds.clone(),
-        membership,
+        fabric_listen: addrs.fabric,
         conflict_resolution: if settings.conflict_resolution == "last-update-time" {
             ConflictResolution::LastUpdateTime
         } else {
