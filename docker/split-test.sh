@@ -13,9 +13,11 @@ NET="petrel-split-$$"
 SUBNET_BASE=${SPLIT_SUBNET_BASE:-10.213.17}
 docker network create --subnet "$SUBNET_BASE.0/24" "$NET" >/dev/null
 CIDS=()
+ACKED=$(mktemp)
 cleanup() {
   for c in "${CIDS[@]}"; do docker rm -f "$c" >/dev/null 2>&1 || true; done
   docker network rm "$NET" >/dev/null 2>&1 || true
+  rm -f "$ACKED"
 }
 trap cleanup EXIT
 ip() { echo "$SUBNET_BASE.$((10 + $1))"; }
@@ -60,7 +62,7 @@ wait_for 30 info_inside 3 "cluster-stable:size=1"
 echo "split: the majority (2 nodes) and the minority (1 node) each formed a cluster"
 
 # Writes on the majority side, each acknowledged one recorded.
-"$PY" - "$(ip 1)" "$(ip 2)" <<'PYTHON' >/tmp/petrel-split-acked.$$
+"$PY" - "$(ip 1)" "$(ip 2)" <<'PYTHON' >"$ACKED"
 import sys, aerospike
 from aerospike import exception as ex
 hosts = [(h, 3000) for h in sys.argv[1:3]]
@@ -74,7 +76,7 @@ for i in range(2000):
         print(f"write maj{i}: {e}", file=sys.stderr)
 c.close()
 PYTHON
-acked=$(wc -l </tmp/petrel-split-acked.$$)
+acked=$(wc -l <"$ACKED")
 echo "split: $acked writes acknowledged by the majority side"
 
 # Heal: node 3 comes back at its address, and the sides merge.
@@ -82,7 +84,7 @@ docker network connect --ip "$(ip 3)" "$NET" "${CIDS[2]}"
 for i in 1 2 3; do wait_for 60 info "$i" "cluster-stable:size=3"; done
 echo "split: healed and merged"
 
-"$PY" - "$(ip 1)" "$(ip 2)" "$(ip 3)" /tmp/petrel-split-acked.$$ <<'PYTHON'
+"$PY" - "$(ip 1)" "$(ip 2)" "$(ip 3)" "$ACKED" <<'PYTHON'
 import sys, aerospike
 hosts = [(h, 3000) for h in sys.argv[1:4]]
 acked = [int(l) for l in open(sys.argv[4]) if l.strip()]
@@ -105,5 +107,4 @@ assert not lost, f"{len(lost)} acknowledged writes lost, e.g. {lost[:5]}"
 assert objects == 2 * (1000 + len(acked)), f"objects {objects}, want {2 * (1000 + len(acked))}"
 print(f"split: every acknowledged write read back after the merge; {objects} copies")
 PYTHON
-rm -f /tmp/petrel-split-acked.$$
 echo "split: 1 passed, 0 failed"

@@ -301,6 +301,37 @@ struct Shared {
     next_insert: AtomicU64,
 }
 
+/// Kinds of request, as indexes into a worker's per-kind statistics.
+const READ: usize = 0;
+const WRITE: usize = 1;
+const DELETE: usize = 2;
+
+impl Shared {
+    /// The next request of the workload: its key number and kind; `None` once a linear
+    /// insert has covered every key.
+    fn next_op(&self, rng: &mut impl Rng) -> Option<(u64, usize)> {
+        let a = &self.args;
+        match &self.workload {
+            Workload::Insert => {
+                let n = self.next_insert.fetch_add(1, Ordering::Relaxed);
+                (n < a.keys).then_some((a.start_key + n, WRITE))
+            }
+            w => {
+                let (read_pct, write_pct) = w.mix();
+                let dice = rng.gen_range(0..100u8);
+                let op = if dice < read_pct {
+                    READ
+                } else if dice < read_pct.saturating_add(write_pct) {
+                    WRITE
+                } else {
+                    DELETE
+                };
+                Some((a.start_key + rng.gen_range(0..a.keys.max(1)), op))
+            }
+        }
+    }
+}
+
 /// The bytes a Redis SET stores for a record spec: the values' sizes, summed.
 fn redis_value(spec: &[BinSpec], rng: &mut impl Rng) -> Vec<u8> {
     let len: usize = spec
@@ -341,27 +372,7 @@ async fn redis_worker(
         }
         let intended = pace(period, start, i).await;
         i += 1;
-        let (k, op) = match &shared.workload {
-            Workload::Insert => {
-                let n = shared.next_insert.fetch_add(1, Ordering::Relaxed);
-                if n >= a.keys {
-                    return;
-                }
-                (a.start_key + n, 1)
-            }
-            w => {
-                let (read_pct, write_pct) = w.mix();
-                let dice = rng.gen_range(0..100u8);
-                let op = if dice < read_pct {
-                    0
-                } else if dice < read_pct.saturating_add(write_pct) {
-                    1
-                } else {
-                    2
-                };
-                (a.start_key + rng.gen_range(0..a.keys.max(1)), op)
-            }
-        };
+        let Some((k, op)) = shared.next_op(&mut rng) else { return };
         key.clear();
         key.extend_from_slice(a.set.as_bytes());
         key.push(b':');
@@ -371,8 +382,8 @@ async fn redis_worker(
             Some(c) => {
                 let call = async {
                     match op {
-                        0 => c.get(&key).await,
-                        1 => {
+                        READ => c.get(&key).await,
+                        WRITE => {
                             let v = redis_value(&shared.spec, &mut rng);
                             c.set(&key, &v).await
                         }
@@ -425,50 +436,30 @@ async fn worker(
         }
         let intended = pace(period, start, i).await;
         i += 1;
-        let (op, outcome) = match &shared.workload {
-            Workload::Insert => {
-                let n = shared.next_insert.fetch_add(1, Ordering::Relaxed);
-                if n >= a.keys {
-                    return;
-                }
-                let Ok(k) = key(a.start_key + n) else { return };
-                let bins = make_bins(&shared.spec, &mut rng);
-                (1, classify(&client.put(&wp, &k, &bins).await.map(|_| true)))
-            }
-            w => {
-                let (read_pct, write_pct) = w.mix();
-                let dice = rng.gen_range(0..100u8);
-                let k = a.start_key + rng.gen_range(0..a.keys.max(1));
-                let Ok(k) = key(k) else { return };
-                if dice < read_pct {
-                    if a.batch_size > 1 {
-                        let mut keys = vec![k];
-                        for _ in 1..a.batch_size {
-                            if let Ok(k) = key(a.start_key + rng.gen_range(0..a.keys.max(1))) {
-                                keys.push(k);
-                            }
-                        }
-                        let r = client.batch_get(&bp, &keys, Bins::All).await;
-                        (0, classify(&r.map(|rows| rows.iter().all(Option::is_some))))
-                    } else {
-                        let r = client.get(&rp, &k, Bins::All).await;
-                        (
-                            0,
-                            classify(&match r {
-                                Ok(_) => Ok(true),
-                                Err(e) if e.is_not_found() => Ok(false),
-                                Err(e) => Err(e),
-                            }),
-                        )
+        let Some((n, op)) = shared.next_op(&mut rng) else { return };
+        let Ok(k) = key(n) else { return };
+        let outcome = match op {
+            READ if a.batch_size > 1 => {
+                let mut keys = vec![k];
+                for _ in 1..a.batch_size {
+                    if let Ok(k) = key(a.start_key + rng.gen_range(0..a.keys.max(1))) {
+                        keys.push(k);
                     }
-                } else if dice < read_pct.saturating_add(write_pct) {
-                    let bins = make_bins(&shared.spec, &mut rng);
-                    let policy = if matches!(w, Workload::ReadReplace { .. }) { &replace } else { &wp };
-                    (1, classify(&client.put(policy, &k, &bins).await.map(|_| true)))
-                } else {
-                    (2, classify(&client.delete(&wp, &k).await))
                 }
+                let r = client.batch_get(&bp, &keys, Bins::All).await;
+                classify(&r.map(|rows| rows.iter().all(Option::is_some)))
             }
+            READ => classify(&match client.get(&rp, &k, Bins::All).await {
+                Ok(_) => Ok(true),
+                Err(e) if e.is_not_found() => Ok(false),
+                Err(e) => Err(e),
+            }),
+            WRITE => {
+                let bins = make_bins(&shared.spec, &mut rng);
+                let policy = if matches!(shared.workload, Workload::ReadReplace { .. }) { &replace } else { &wp };
+                classify(&client.put(policy, &k, &bins).await.map(|_| true))
+            }
+            _ => classify(&client.delete(&wp, &k).await),
         };
         let latency = intended.elapsed();
         if let Ok(mut s) = stats.lock() {

@@ -121,11 +121,16 @@ fn a_killed_node_loses_no_acknowledged_write_and_copies_are_restored() {
         let settled = cluster.wait_settled(2, Duration::from_secs(60));
         eprintln!("two-node cluster settled {:?} after the kill", settled);
         // Two copies of every record again, and nothing left behind.
-        assert_eq!(cluster.sum_ns_stat("test", "objects"), 2 * RECORDS);
-        assert_eq!(cluster.sum_ns_stat("test", "non_replica_objects"), 0);
+        assert_two_copies_on_owners(&cluster, RECORDS);
         let lost = missing(&client, &acked, 64).await;
         assert!(lost.is_empty(), "{} records lost after migrations", lost.len());
     });
+}
+
+/// Every record has two copies, and every copy sits on an owner of its partition.
+fn assert_two_copies_on_owners(cluster: &TestCluster, records: u64) {
+    assert_eq!(cluster.sum_ns_stat("test", "objects"), 2 * records, "two copies of each record");
+    assert_eq!(cluster.sum_ns_stat("test", "non_replica_objects"), 0, "copies left on non-owners");
 }
 
 /// Master partitions per node, from each node's `replicas-master` bitmap.
@@ -159,8 +164,7 @@ fn a_fourth_node_joins_from_one_seed_and_the_masters_balance() {
         let (min, max) = (*masters.iter().min().expect("nodes"), *masters.iter().max().expect("nodes"));
         let mean = 4096.0 / masters.len() as f64;
         assert!(f64::from(max - min) <= 0.10 * mean, "masters per node not within 10 %: {masters:?}");
-        assert_eq!(cluster.sum_ns_stat("test", "objects"), 2 * RECORDS, "two copies, none left behind");
-        assert_eq!(cluster.sum_ns_stat("test", "non_replica_objects"), 0);
+        assert_two_copies_on_owners(&cluster, RECORDS);
         assert!(missing(&client, &acked, 32).await.is_empty());
     });
 }
