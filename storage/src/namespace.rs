@@ -188,9 +188,11 @@ pub enum ConflictResolution {
 }
 
 impl ConflictResolution {
-    /// Whether `incoming` beats `local`; an identical copy does not.
+    /// Whether `incoming` beats `local`; an identical copy does not. Generations compare in
+    /// sequence order ([`generation_cmp`]), so a record that wrapped past 65 535 still counts
+    /// as newer than its copies from before the wrap.
     pub fn incoming_wins(self, local: &RecordMeta, incoming: &RecordMeta) -> bool {
-        let by_gen = incoming.generation.cmp(&local.generation);
+        let by_gen = generation_cmp(incoming.generation, local.generation);
         let by_lut = incoming.lut_ms.cmp(&local.lut_ms);
         let order = match self {
             ConflictResolution::Generation => by_gen.then(by_lut),
@@ -198,6 +200,40 @@ impl ConflictResolution {
         };
         order == std::cmp::Ordering::Greater
     }
+}
+
+/// Orders two generations of one record as a sequence that wraps: generations run 1..=65 535
+/// and then start again at 1, so `a` is later than `b` when it is fewer than half the cycle
+/// steps ahead of it. Exact as long as two copies being compared are less than 32 767 writes
+/// apart, which a replica a few writes behind, or a copy overtaken in flight, always is.
+pub fn generation_cmp(a: u16, b: u16) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    const CYCLE: u32 = u16::MAX as u32; // generations 1..=65535
+    if a == b {
+        return Ordering::Equal;
+    }
+    // Generation 0 means "no record" and comes before any other.
+    if a == 0 || b == 0 {
+        return a.cmp(&b);
+    }
+    let ahead = (a as u32 + CYCLE - b as u32) % CYCLE;
+    if ahead < CYCLE.div_ceil(2) {
+        Ordering::Greater
+    } else {
+        Ordering::Less
+    }
+}
+
+/// What a replica did with a copy its partition's master sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicaApplied {
+    /// The copy is stored.
+    Stored,
+    /// This node already holds a later generation of the record (the copy was overtaken in
+    /// flight by a later one); the later copy includes this write.
+    AlreadyLater,
+    /// The copy is already dead here (expired or truncated): there is nothing to keep.
+    Dead,
 }
 
 /// Why a record is gone before the supervisor reclaimed it.
@@ -515,10 +551,30 @@ impl<E: StorageEngine> Namespace<E> {
 
     // ---- copies from other nodes (replication, migration) ----
 
-    /// Applies a copy of a record from another node: it is stored when this node has no live
-    /// copy, or when the incoming copy wins under `resolution`; returns whether it was stored.
-    /// The image is checked before it is stored, since it came over the network.
+    /// Applies a copy of a record from another node during a migration or a merge: it is
+    /// stored when this node has no live copy, or when the incoming copy wins under
+    /// `resolution`; returns whether it was stored. The image is checked before it is
+    /// stored, since it came over the network.
     pub fn apply_copy(&self, copy: &RecordCopy<'_>, resolution: ConflictResolution) -> Result<bool, StorageError> {
+        let outcome = self.store_copy(copy, |local| resolution.incoming_wins(local, &copy.meta))?;
+        Ok(outcome == ReplicaApplied::Stored)
+    }
+
+    /// Applies a copy the partition's master sent for a write it just made. The master's
+    /// writes to one record are a sequence, so the copy is stored unless this node already
+    /// holds a later generation of it (a copy overtaken in flight); there is no conflict to
+    /// resolve on this path.
+    pub fn apply_replica(&self, copy: &RecordCopy<'_>) -> Result<ReplicaApplied, StorageError> {
+        self.store_copy(copy, |local| generation_cmp(copy.meta.generation, local.generation).is_ge())
+    }
+
+    /// Checks a copy from the network and stores it when there is no live local copy or when
+    /// `incoming_wins(local)` says so.
+    fn store_copy(
+        &self,
+        copy: &RecordCopy<'_>,
+        incoming_wins: impl FnOnce(&RecordMeta) -> bool,
+    ) -> Result<ReplicaApplied, StorageError> {
         let image = ImageView::parse(copy.image)?;
         for bin in image.bins() {
             check_bin_name(bin?.name)?;
@@ -537,8 +593,8 @@ impl<E: StorageEngine> Namespace<E> {
         let existing = self.find_live(&mut tree, digest, now_secs);
         if let Some(h) = existing {
             let local = RecordMeta::of(tree.entry(h));
-            if !resolution.incoming_wins(&local, &copy.meta) {
-                return Ok(false);
+            if !incoming_wins(&local) {
+                return Ok(ReplicaApplied::AlreadyLater);
             }
         }
         // A copy that is already dead here (expired, truncated) is not worth storing.
@@ -548,7 +604,7 @@ impl<E: StorageEngine> Namespace<E> {
                     .load(Ordering::Relaxed)
                     .max(self.set_truncate_lut_ms[set_id as usize].load(Ordering::Relaxed))
         {
-            return Ok(false);
+            return Ok(ReplicaApplied::Dead);
         }
         let loc = self.engine.write(digest, copy.image)?;
         let h = self.install(&mut tree, existing, digest, set_id, loc, copy.image.len());
@@ -557,7 +613,7 @@ impl<E: StorageEngine> Namespace<E> {
         e.void_time = copy.meta.void_time;
         e.lut_ms = copy.meta.lut_ms;
         e.set_key_stored(image.key.is_some());
-        Ok(true)
+        Ok(ReplicaApplied::Stored)
     }
 
     /// Removes a record because its master removed it; returns whether there was one.
