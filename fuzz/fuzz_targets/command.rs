@@ -28,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
     let mut out = Vec::new();
     let mut sink: Vec<u8> = Vec::new();
     runtime().block_on(async {
-        let _ = petrel_server::data::handle(node(), data, &mut out, &mut sink, 0).await;
+        let _ = petrel_server::cmd::handle(node(), data, &mut out, &mut sink, 0).await;
         let mut info_out = Vec::new();
         petrel_server::info::handle(node(), data, &mut info_out).await;
     });

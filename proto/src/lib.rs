@@ -7,6 +7,7 @@
 //! and the messages nodes exchange among themselves, as protobuf ([`cluster`]).
 //! It depends on nothing else in the workspace, so the client can use it alone.
 
+pub mod batch;
 pub mod cluster;
 pub mod digest;
 pub mod message;

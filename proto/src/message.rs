@@ -79,7 +79,7 @@ pub struct MsgHeader {
 }
 
 impl MsgHeader {
-    fn parse(b: &[u8]) -> Result<MsgHeader, FrameError> {
+    pub fn parse(b: &[u8]) -> Result<MsgHeader, FrameError> {
         let b: &[u8; MSG_HEADER_LEN] =
             b.get(..MSG_HEADER_LEN).and_then(|s| s.try_into().ok()).ok_or(FrameError::Truncated)?;
         if b[0] as usize != MSG_HEADER_LEN {
@@ -108,6 +108,77 @@ impl MsgHeader {
         out.extend_from_slice(&self.transaction_ttl.to_be_bytes());
         out.extend_from_slice(&self.n_fields.to_be_bytes());
         out.extend_from_slice(&self.n_ops.to_be_bytes());
+    }
+}
+
+/// Byte offsets of the message header's fields, for answers whose counts and metadata are
+/// known only after their ops are written.
+mod header_at {
+    pub const INFO1: usize = 1;
+    pub const INFO3: usize = 3;
+    pub const GENERATION: usize = 6;
+    pub const RECORD_TTL: usize = 10;
+    pub const TRANSACTION_TTL: usize = 14;
+    pub const N_FIELDS: usize = 18;
+    pub const N_OPS: usize = 20;
+}
+const _: () = assert!(header_at::N_OPS + 2 == MSG_HEADER_LEN);
+
+/// Where a message written into an output buffer starts; its header fields can be set after
+/// the fields and ops that follow it are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageMark(usize);
+
+impl MessageMark {
+    /// Writes `header` at the end of `out` and marks it.
+    pub fn begin(out: &mut Vec<u8>, header: &MsgHeader) -> MessageMark {
+        let at = out.len();
+        header.write(out);
+        MessageMark(at)
+    }
+
+    /// A mark on a message header already in `out` at `at`.
+    pub fn at(at: usize) -> MessageMark {
+        MessageMark(at)
+    }
+
+    /// Where the message starts in its buffer.
+    pub fn offset(self) -> usize {
+        self.0
+    }
+
+    fn put(self, out: &mut [u8], field_at: usize, bytes: &[u8]) {
+        out[self.0 + field_at..self.0 + field_at + bytes.len()].copy_from_slice(bytes);
+    }
+
+    pub fn set_info1(self, out: &mut [u8], info1: u8) {
+        self.put(out, header_at::INFO1, &[info1]);
+    }
+
+    /// Clears `bits` of info3 (a relayed answer that is not the last of its stream).
+    pub fn clear_info3(self, out: &mut [u8], bits: u8) {
+        out[self.0 + header_at::INFO3] &= !bits;
+    }
+
+    pub fn set_generation(self, out: &mut [u8], generation: u32) {
+        self.put(out, header_at::GENERATION, &generation.to_be_bytes());
+    }
+
+    pub fn set_record_ttl(self, out: &mut [u8], record_ttl: u32) {
+        self.put(out, header_at::RECORD_TTL, &record_ttl.to_be_bytes());
+    }
+
+    /// The transaction-ttl slot, which answers to batch rows use for the row's index.
+    pub fn set_transaction_ttl(self, out: &mut [u8], value: u32) {
+        self.put(out, header_at::TRANSACTION_TTL, &value.to_be_bytes());
+    }
+
+    pub fn set_n_fields(self, out: &mut [u8], n_fields: u16) {
+        self.put(out, header_at::N_FIELDS, &n_fields.to_be_bytes());
+    }
+
+    pub fn set_n_ops(self, out: &mut [u8], n_ops: u16) {
+        self.put(out, header_at::N_OPS, &n_ops.to_be_bytes());
     }
 }
 
@@ -158,29 +229,42 @@ impl<'a> Message<'a> {
         if header.n_ops > limits.ops_max {
             return Err(FrameError::TooManyOps(header.n_ops));
         }
-        let mut pos = MSG_HEADER_LEN;
-        let fields_start = pos;
-        for _ in 0..header.n_fields {
-            let size = read_u32(body, pos)?;
-            if size == 0 {
-                return Err(FrameError::FieldSize(size));
-            }
-            pos = advance(body, pos, 4 + size as usize)?;
+        let fields_len = walk_fields(&body[MSG_HEADER_LEN..], header.n_fields)?;
+        let fields_end = MSG_HEADER_LEN + fields_len;
+        let ops_len = walk_ops(&body[fields_end..], header.n_ops)?;
+        let end = fields_end + ops_len;
+        Ok((Message { header, fields: &body[MSG_HEADER_LEN..fields_end], ops: &body[fields_end..end] }, end))
+    }
+
+    /// A message from a header and its field and op regions held elsewhere (a batch row keeps
+    /// them apart from its header); each region must hold exactly the header's count of
+    /// well-formed items.
+    pub fn from_regions(
+        header: MsgHeader,
+        fields: &'a [u8],
+        ops: &'a [u8],
+        limits: MessageLimits,
+    ) -> Result<Message<'a>, FrameError> {
+        if header.n_fields > limits.fields_max {
+            return Err(FrameError::TooManyFields(header.n_fields));
         }
-        let ops_start = pos;
-        for _ in 0..header.n_ops {
-            let size = read_u32(body, pos)?;
-            if size < 4 {
-                return Err(FrameError::OpSize(size));
-            }
-            // Over-long bin names are left for the command to refuse with BIN_NAME (21).
-            let name_len = *body.get(pos + 7).ok_or(FrameError::Truncated)?;
-            if name_len as u32 > size - 4 {
-                return Err(FrameError::OpSize(size));
-            }
-            pos = advance(body, pos, 4 + size as usize)?;
+        if header.n_ops > limits.ops_max {
+            return Err(FrameError::TooManyOps(header.n_ops));
         }
-        Ok((Message { header, fields: &body[fields_start..ops_start], ops: &body[ops_start..pos] }, pos))
+        if walk_fields(fields, header.n_fields)? != fields.len() || walk_ops(ops, header.n_ops)? != ops.len() {
+            return Err(FrameError::Truncated);
+        }
+        Ok(Message { header, fields, ops })
+    }
+
+    /// The field region's bytes (every field, in wire order).
+    pub fn fields_bytes(&self) -> &'a [u8] {
+        self.fields
+    }
+
+    /// The op region's bytes (every op, in wire order).
+    pub fn ops_bytes(&self) -> &'a [u8] {
+        self.ops
     }
 
     /// The fields, in wire order.
@@ -217,6 +301,37 @@ impl<'a> Message<'a> {
             Some(WireOp { op_type, particle, name, value })
         })
     }
+}
+
+/// Checks `n` fields at the front of `buf`; returns the bytes they span.
+pub(crate) fn walk_fields(buf: &[u8], n: u16) -> Result<usize, FrameError> {
+    let mut pos = 0;
+    for _ in 0..n {
+        let size = read_u32(buf, pos)?;
+        if size == 0 {
+            return Err(FrameError::FieldSize(size));
+        }
+        pos = advance(buf, pos, 4 + size as usize)?;
+    }
+    Ok(pos)
+}
+
+/// Checks `n` ops at the front of `buf`; returns the bytes they span.
+pub(crate) fn walk_ops(buf: &[u8], n: u16) -> Result<usize, FrameError> {
+    let mut pos = 0;
+    for _ in 0..n {
+        let size = read_u32(buf, pos)?;
+        if size < 4 {
+            return Err(FrameError::OpSize(size));
+        }
+        // Over-long bin names are left for the command to refuse with BIN_NAME (21).
+        let name_len = *buf.get(pos + 7).ok_or(FrameError::Truncated)?;
+        if name_len as u32 > size - 4 {
+            return Err(FrameError::OpSize(size));
+        }
+        pos = advance(buf, pos, 4 + size as usize)?;
+    }
+    Ok(pos)
 }
 
 fn read_u32(buf: &[u8], pos: usize) -> Result<u32, FrameError> {

@@ -72,6 +72,17 @@ pub mod info3 {
     pub const SC_READ_RELAX: u8 = 0x80;
 }
 
+/// `info4` flags: multi-record transactions (bits 0-4) and error-detail verbosity (5-6).
+pub mod info4 {
+    pub const TXN_VERIFY_READ: u8 = 0x01;
+    pub const TXN_ROLL_FORWARD: u8 = 0x02;
+    pub const TXN_ROLL_BACK: u8 = 0x04;
+    pub const TXN_MONITOR: u8 = 0x08;
+    pub const TXN_ON_LOCKING_ONLY: u8 = 0x10;
+    /// Every bit that belongs to a multi-record transaction.
+    pub const TXN_MASK: u8 = 0x1f;
+}
+
 /// Field types of an AS_MSG.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]

@@ -43,6 +43,10 @@ pub struct ServiceConfig {
     pub proto_fd_idle_ms: u64,
     /// Largest request frame body accepted.
     pub frame_size_max: u64,
+    /// Bytes all client connections together may hold in requests still arriving; a
+    /// connection that needs more waits for others to finish, and is closed if it waits
+    /// past the frame deadline.
+    pub incomplete_requests_bytes_max: u64,
     /// Most keys in one batch request.
     pub batch_max_requests: u32,
     /// Threads serving client connections; 0 = one per CPU.
@@ -59,6 +63,7 @@ impl Default for ServiceConfig {
             proto_fd_max: 15_000,
             proto_fd_idle_ms: 600_000,
             frame_size_max: 32 << 20,
+            incomplete_requests_bytes_max: 256 << 20,
             batch_max_requests: 5_000,
             service_threads: 0,
         }
@@ -289,6 +294,9 @@ impl Config {
         }
         if self.service.frame_size_max < 1024 || self.service.frame_size_max > petrel_proto::wire::PROTO_SIZE_MAX {
             return Err("service.frame_size_max: must be 1 KiB to 128 MiB".into());
+        }
+        if self.service.incomplete_requests_bytes_max < self.service.frame_size_max {
+            return Err("service.incomplete_requests_bytes_max: must be at least service.frame_size_max".into());
         }
         if self.service.service_threads > 256 {
             return Err("service.service_threads: at most 256".into());

@@ -15,9 +15,13 @@ use crate::node::{Node, NodeCounters};
 
 /// The version reported by `build`: four numbers, at or above what the clients need for the
 /// partition-scan and batch protocols, below the level at which they expect features Petrel
-/// does not offer.
+/// does not offer. From 8.0 clients may send multi-record-transaction fields; Petrel's
+/// namespaces have no transaction support and refuse such commands with UNSUPPORTED_FEATURE
+/// (16), changing nothing.
 pub const BUILD: &str = "8.0.0.0";
-const FEATURES: &str = "batch-any;batch-index;blob-bits;cdt-list;cdt-map;cluster-stable;float;geo;peers;pipelining;pquery;pscans;query-show;replicas;replicas-all;replicas-master;replicas-max;truncate-namespace";
+/// What `features` claims: only what works (no geo, blob bits or background query status
+/// until they are built).
+const FEATURES: &str = "batch-any;batch-index;cdt-list;cdt-map;cluster-stable;float;peers;pipelining;pquery;pscans;replicas;replicas-all;replicas-master;replicas-max;truncate-namespace";
 /// Longest info request line we answer.
 const LINE_LEN_MAX: usize = 4096;
 /// Most commands in one info request.
@@ -333,7 +337,8 @@ migrate_partitions_remaining=0;migrate_allowed=true;",
         o,
         "uptime={};client_connections={};client_connections_opened={};client_connections_closed={};client_connections_refused={};\
 client_connections_idle_closed={};info_requests={};malformed_requests={};proxy_in_progress=0;proxied_requests={};\
-batch_index_initiate={};scans_started={}",
+batch_index_initiate={};scans_started={};incomplete_request_bytes={};request_budget_waits={};\
+client_connections_deadline_closed={}",
         node.uptime_secs(),
         g(&c.client_connections),
         g(&c.client_connections_opened),
@@ -345,6 +350,9 @@ batch_index_initiate={};scans_started={}",
         g(&c.proxied_requests),
         g(&c.batch_index_initiate),
         g(&c.scans_started),
+        node.request_budget.held_bytes(),
+        g(&c.request_budget_waits),
+        g(&c.client_connections_deadline_closed),
     );
     o
 }

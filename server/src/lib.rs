@@ -1,11 +1,12 @@
 //! petreld's library: configuration ([`config`]), the node's shared state ([`node`]), the
-//! service port ([`service`]), the info protocol ([`info`]), the data commands ([`data`]) and
+//! service port ([`service`]), the info protocol ([`info`]), the data commands ([`cmd`]) and
 //! latency histograms ([`latency`]). The command line is [`cli`]; the binary in
 //! `main.rs` only calls it.
 
 pub mod cli;
+pub mod cmd;
 pub mod config;
-pub mod data;
+pub mod frame_reader;
 pub mod info;
 pub mod latency;
 pub mod node;
@@ -93,7 +94,7 @@ impl ServiceHooks for node::Node {
             let mut streamed: Vec<u8> = Vec::new();
             let mut out = Vec::new();
             // Writing to a Vec cannot fail.
-            let _ = data::handle(self, &body, &mut out, &mut streamed, hops).await;
+            let _ = cmd::handle(self, &body, &mut out, &mut streamed, hops).await;
             streamed.extend_from_slice(&out);
             streamed
         })

@@ -11,6 +11,7 @@ use petrel_storage::nsup::Supervisor;
 use petrel_storage::Namespace;
 
 use crate::config::{parse_node_id, Config};
+use crate::frame_reader::RequestBudget;
 use crate::latency::Latencies;
 
 /// Node-wide counters reported by `statistics`.
@@ -30,6 +31,10 @@ pub struct NodeCounters {
     /// Writes applied here whose copy to a replica failed (the client got an error).
     pub replication_failures: AtomicU64,
     pub batch_index_initiate: AtomicU64,
+    /// Times a connection had to wait for the budget on bytes of requests still arriving.
+    pub request_budget_waits: AtomicU64,
+    /// Connections closed because a frame did not arrive in time (budget waits included).
+    pub client_connections_deadline_closed: AtomicU64,
     pub scans_started: AtomicU64,
 }
 
@@ -60,6 +65,8 @@ pub struct Node {
     namespaces: Vec<ServiceNamespace>,
     by_name: HashMap<String, usize>,
     pub counters: NodeCounters,
+    /// Bytes client connections may hold in requests still arriving.
+    pub request_budget: RequestBudget,
     supervisors: parking_lot::Mutex<Vec<Supervisor>>,
     cluster: OnceLock<Arc<ClusterNode>>,
 }
@@ -91,6 +98,7 @@ impl Node {
             namespaces,
             by_name,
             counters: NodeCounters::default(),
+            request_budget: RequestBudget::new(config.service.incomplete_requests_bytes_max),
             supervisors: parking_lot::Mutex::new(Vec::new()),
             cluster: OnceLock::new(),
             config,

@@ -1,5 +1,6 @@
 //! The service port: accepts client connections (up to `proto_fd_max`), reads whole frames
-//! (bounded by `frame_size_max`), dispatches on the frame type, writes the answer, and closes
+//! (bounded by `frame_size_max`, bodies under the node-wide budget of
+//! [`crate::frame_reader`]), dispatches on the frame type, writes the answer, and closes
 //! connections that stay idle past `proto_fd_idle_ms`. Shutdown stops accepting and lets
 //! every connection finish the request it is serving.
 
@@ -14,8 +15,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::frame_reader::{read_body, BodyError};
 use crate::node::Node;
-use crate::{data, info};
+use crate::{cmd, info};
 
 /// Keep at most this much buffer capacity between requests on one connection.
 const BUFFER_KEEP_BYTES: usize = 1 << 20;
@@ -103,14 +105,13 @@ async fn connection(node: &Node, stream: TcpStream, mut shutdown: watch::Receive
                 return Ok(());
             }
         };
-        body.clear();
-        body.resize(h.size as usize, 0);
-        // A client that starts a frame must finish it promptly.
-        match tokio::time::timeout(Duration::from_secs(30), stream.read_exact(&mut body)).await {
-            Ok(r) => {
-                r?;
+        match read_body(node, &mut stream, &mut body, h.size as usize).await {
+            Ok(()) => {}
+            Err(BodyError::Io(e)) => return Err(e),
+            Err(BodyError::Deadline) => {
+                node.counters.client_connections_deadline_closed.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
             }
-            Err(_) => return Ok(()),
         }
         out.clear();
         match h.frame_type {
@@ -119,9 +120,9 @@ async fn connection(node: &Node, stream: TcpStream, mut shutdown: watch::Receive
                 info::handle(node, &body, &mut out).await;
                 end_frame(&mut out, start, FrameType::Info as u8);
             }
-            t if t == FrameType::Message as u8 => data::handle(node, &body, &mut out, stream.get_mut(), 0).await?,
+            t if t == FrameType::Message as u8 => cmd::handle(node, &body, &mut out, stream.get_mut(), 0).await?,
             t if t == FrameType::CompressedMessage as u8 => match inflate(&body, frame_max) {
-                Some(inner) => data::handle(node, &inner, &mut out, stream.get_mut(), 0).await?,
+                Some(inner) => cmd::handle(node, &inner, &mut out, stream.get_mut(), 0).await?,
                 None => {
                     node.counters.malformed_requests.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!("bad compressed frame; closing connection");

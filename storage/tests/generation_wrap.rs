@@ -60,7 +60,12 @@ fn replica_keeps_applying_the_masters_copies_across_the_wrap() {
     }
     // A copy overtaken in flight (an earlier generation arriving late) changes nothing.
     let img = image(-1);
-    let stale = RecordCopy { digest: d, set: b"", meta: RecordMeta { generation: u16::MAX, void_time: 0, lut_ms: 1 }, image: &img };
+    let stale = RecordCopy {
+        digest: d,
+        set: b"",
+        meta: RecordMeta { generation: u16::MAX, void_time: 0, lut_ms: 1 },
+        image: &img,
+    };
     assert_eq!(replica.apply_replica(&stale).expect("apply"), ReplicaApplied::AlreadyLater);
     assert_eq!(count(&replica, &d), Value::Int(9));
     // Migration and merges resolve the same way: the copy from after the wrap wins.

@@ -1,5 +1,5 @@
 //! Heap allocations per request on the server's hot path, counted by a global allocator
-//! wrapper around the real command path (`data::handle` on an in-memory node): a read of a
+//! wrapper around the real command path (`cmd::handle` on an in-memory node): a read of a
 //! record allocates nothing; a write allocates twice — the new image is built in one buffer
 //! and kept in the engine's own allocation — so a regression that adds allocations per request
 //! fails here.
@@ -73,7 +73,7 @@ fn reads_allocate_nothing_and_writes_a_bounded_few() {
         rt.block_on(async {
             for f in frames {
                 out.clear();
-                petrel_server::data::handle(&node, f, &mut out, &mut sink, 0).await.expect("handled");
+                petrel_server::cmd::handle(&node, f, &mut out, &mut sink, 0).await.expect("handled");
                 assert_eq!(out[13], 0, "result code");
             }
         });

@@ -1,0 +1,175 @@
+//! A single-record request parsed once: its namespace, digest (computed once, from the
+//! DIGEST field or from SET and KEY), set, key, policies and ops, and which command it is.
+//! A top-level message and a batch row parse the same way; a row brings its own digest.
+
+use petrel_proto::message::Message;
+use petrel_proto::wire::{info1, info2, info3, info4, FieldType, OpType};
+use petrel_proto::Digest;
+use petrel_storage::ops::{ExistsAction, GenerationPolicy, Op, Ttl, WritePolicy};
+use petrel_storage::record::KeyRef;
+use petrel_storage::value::ParticleRef;
+use petrel_storage::StorageError;
+
+use crate::node::{Node, ServiceNamespace};
+
+/// The single-record commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Bins by name, or all of them.
+    Read,
+    /// Metadata only.
+    Exists,
+    /// Read operations (CDT reads and the like): an operate that writes nothing.
+    ReadOps,
+    /// An operate that writes (put, increment, append, touch, CDT modify …).
+    Write,
+    /// Removal of the record.
+    Delete,
+}
+
+/// A request's ops; inline up to 8, so common requests do not allocate for them.
+pub(crate) type Ops<'a> = smallvec::SmallVec<[Op<'a>; 8]>;
+
+/// A parsed single-record request.
+#[derive(Debug)]
+pub(crate) struct Single<'n, 'a> {
+    pub sns: &'n ServiceNamespace,
+    pub msg: Message<'a>,
+    pub digest: Digest,
+    pub set: &'a [u8],
+    pub kind: Kind,
+}
+
+impl<'n, 'a> Single<'n, 'a> {
+    /// Parses `msg` for `node`; `digest` is a batch row's own digest. Refuses what Petrel does
+    /// not do (filter expressions, transactions) before anything is applied.
+    pub(crate) fn parse(node: &'n Node, msg: Message<'a>, digest: Option<Digest>) -> Result<Self, StorageError> {
+        let ns_name = msg.field(FieldType::Namespace).ok_or(StorageError::Parameter("no namespace"))?;
+        let sns = node.namespace(ns_name).ok_or(StorageError::NamespaceNotFound)?;
+        if carries_transaction(&msg) {
+            // Namespaces here have no transaction support: applying the writes at once would
+            // leave an aborted transaction applied.
+            return Err(StorageError::Unsupported("multi-record transactions"));
+        }
+        if msg.field(FieldType::Filter).is_some() {
+            // Answering without applying the filter would return records it excludes.
+            return Err(StorageError::Unsupported("filter expressions"));
+        }
+        let digest = match digest {
+            Some(d) => d,
+            None => digest_of(&msg)?,
+        };
+        let h = msg.header;
+        let kind = if h.info2 & info2::WRITE != 0 {
+            if h.info2 & info2::DELETE != 0 {
+                Kind::Delete
+            } else {
+                Kind::Write
+            }
+        } else if h.info1 & info1::GET_NO_BINS != 0 {
+            Kind::Exists
+        } else if msg.ops().all(|o| o.op_type == OpType::Read as u8) {
+            Kind::Read
+        } else {
+            Kind::ReadOps
+        };
+        Ok(Single { sns, msg, digest, set: msg.field(FieldType::Set).unwrap_or(b""), kind })
+    }
+
+    pub(crate) fn is_write(&self) -> bool {
+        matches!(self.kind, Kind::Write | Kind::Delete)
+    }
+
+    pub(crate) fn partition(&self) -> u16 {
+        self.digest.partition_id()
+    }
+
+    /// The record's user key, when the client sent it.
+    pub(crate) fn key(&self) -> Option<KeyRef<'a>> {
+        let key = self.msg.field(FieldType::Key)?;
+        let (&particle, bytes) = key.split_first()?;
+        Some(KeyRef { particle, bytes })
+    }
+
+    /// The client asked for commit level "master": copies go out in the background.
+    pub(crate) fn commit_master(&self) -> bool {
+        self.msg.header.info3 & info3::COMMIT_MASTER != 0
+    }
+
+    /// The write policy from the header bits.
+    pub(crate) fn write_policy(&self) -> Result<WritePolicy, StorageError> {
+        let h = &self.msg.header;
+        let exists = if h.info3 & info3::UPDATE_ONLY != 0 {
+            ExistsAction::UpdateOnly
+        } else if h.info3 & info3::REPLACE_ONLY != 0 {
+            ExistsAction::ReplaceOnly
+        } else if h.info3 & info3::CREATE_OR_REPLACE != 0 {
+            ExistsAction::Replace
+        } else if h.info2 & info2::CREATE_ONLY != 0 {
+            ExistsAction::CreateOnly
+        } else {
+            ExistsAction::Update
+        };
+        let generation = if h.info2 & info2::GENERATION != 0 {
+            GenerationPolicy::ExpectEqual(h.generation)
+        } else if h.info2 & info2::GENERATION_GT != 0 {
+            GenerationPolicy::ExpectGreater(h.generation)
+        } else {
+            GenerationPolicy::None
+        };
+        Ok(WritePolicy {
+            exists,
+            generation,
+            ttl: Ttl::from_wire(h.record_ttl)?,
+            respond_all_ops: self.respond_all_ops(),
+        })
+    }
+
+    pub(crate) fn respond_all_ops(&self) -> bool {
+        self.msg.header.info2 & info2::RESPOND_ALL_OPS != 0
+    }
+
+    /// The wire ops as storage ops.
+    pub(crate) fn ops(&self) -> Result<Ops<'a>, StorageError> {
+        let mut ops = Ops::with_capacity(self.msg.header.n_ops as usize);
+        for w in self.msg.ops() {
+            let value = ParticleRef { particle: w.particle, bytes: w.value };
+            let op = match OpType::from_u8(w.op_type) {
+                Some(OpType::Read) => Op::Read { bin: w.name },
+                Some(OpType::Write) => Op::Write { bin: w.name, value },
+                Some(OpType::CdtRead) => Op::CdtRead { bin: w.name, payload: w.value },
+                Some(OpType::CdtModify) => Op::CdtModify { bin: w.name, payload: w.value },
+                Some(OpType::Incr) => Op::Add { bin: w.name, value },
+                Some(OpType::Append) => Op::Append { bin: w.name, value },
+                Some(OpType::Prepend) => Op::Prepend { bin: w.name, value },
+                Some(OpType::Touch) => Op::Touch,
+                Some(OpType::Delete) => Op::DeleteRecord,
+                Some(_) => return Err(StorageError::Unsupported("expression, bit and HLL operations")),
+                None => return Err(StorageError::Parameter("unknown op type")),
+            };
+            ops.push(op);
+        }
+        Ok(ops)
+    }
+}
+
+/// Whether a message belongs to a multi-record transaction: a transaction id, deadline or
+/// record version field, or a transaction bit of info4.
+pub(crate) fn carries_transaction(msg: &Message<'_>) -> bool {
+    msg.header.info4 & info4::TXN_MASK != 0
+        || msg.fields().any(|f| {
+            f.field_type == FieldType::TxnId as u8
+                || f.field_type == FieldType::TxnDeadline as u8
+                || f.field_type == FieldType::RecordVersion as u8
+        })
+}
+
+/// The record's digest: the DIGEST field, else computed from SET and KEY.
+fn digest_of(msg: &Message<'_>) -> Result<Digest, StorageError> {
+    if let Some(d) = msg.field(FieldType::Digest) {
+        return Digest::from_slice(d).ok_or(StorageError::Parameter("digest must be 20 bytes"));
+    }
+    let key = msg.field(FieldType::Key).ok_or(StorageError::Parameter("no digest and no key"))?;
+    let (&t, bytes) = key.split_first().ok_or(StorageError::Parameter("empty key field"))?;
+    Ok(Digest::compute_raw(msg.field(FieldType::Set).unwrap_or(b""), t, bytes))
+}

@@ -1,0 +1,180 @@
+//! Partition scans (the clients' scans and queries without an index): each requested
+//! partition is walked in digest order, from its start or after a digest, a batch of records
+//! at a time without holding a sprig lock while answering; each partition answered
+//! "done", or "unavailable" in a cluster when this node is not its acting master (the client
+//! asks again where its refreshed map points).
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use petrel_cluster::runtime::Route;
+use petrel_proto::message::{write_field, write_key_field, write_op, Message, MsgHeader};
+use petrel_proto::wire::{info1, info2, info3, FieldType, OpType};
+use petrel_proto::{Digest, ResultCode, PARTITIONS_COUNT};
+use tokio::io::AsyncWrite;
+
+use super::answer::{self, Stream};
+use super::request::carries_transaction;
+use crate::latency::LatencyKind;
+use crate::node::Node;
+
+/// Fields every scanned record's answer carries: namespace and digest.
+const SCAN_RECORD_FIELDS_MIN: u16 = 2;
+
+/// What a scan asks for, checked before anything is read.
+struct ScanRequest<'a> {
+    set_id: Option<u16>,
+    no_bins: bool,
+    bins: Vec<&'a [u8]>,
+    records_max: usize,
+    /// Partitions from their start (PID_ARRAY), and partitions to resume after a digest.
+    work: Vec<(u16, Option<Digest>)>,
+}
+
+fn parse<'a>(msg: &Message<'a>, ns: &petrel_storage::Namespace) -> Result<ScanRequest<'a>, ResultCode> {
+    if msg.field(FieldType::IndexRange).is_some()
+        || msg.field(FieldType::UdfOp).is_some()
+        || msg.field(FieldType::Filter).is_some()
+        || msg.header.info2 & info2::WRITE != 0
+        || carries_transaction(msg)
+    {
+        return Err(ResultCode::UnsupportedFeature);
+    }
+    let set_name = msg.field(FieldType::Set).unwrap_or(b"");
+    // A set that does not exist matches nothing.
+    let set_id = if set_name.is_empty() { None } else { Some(ns.set_id(set_name).unwrap_or(u16::MAX)) };
+    let records_max = match msg.field(FieldType::MaxRecords) {
+        Some(b) => {
+            let n = u64::from_be_bytes(<[u8; 8]>::try_from(b).map_err(|_| ResultCode::Parameter)?);
+            if n == 0 {
+                usize::MAX
+            } else {
+                n.min(usize::MAX as u64) as usize
+            }
+        }
+        None => usize::MAX,
+    };
+    let mut work = Vec::new();
+    if let Some(pids) = msg.field(FieldType::PidArray) {
+        if pids.len() % 2 != 0 || pids.len() / 2 > PARTITIONS_COUNT {
+            return Err(ResultCode::Parameter);
+        }
+        for p in pids.chunks_exact(2) {
+            let pid = u16::from_le_bytes([p[0], p[1]]);
+            if pid as usize >= PARTITIONS_COUNT {
+                return Err(ResultCode::Parameter);
+            }
+            work.push((pid, None));
+        }
+    }
+    if let Some(digests) = msg.field(FieldType::DigestArray) {
+        if digests.len() % 20 != 0 || digests.len() / 20 > PARTITIONS_COUNT {
+            return Err(ResultCode::Parameter);
+        }
+        for d in digests.chunks_exact(20) {
+            let d = Digest::from_slice(d).ok_or(ResultCode::Parameter)?;
+            work.push((d.partition_id(), Some(d)));
+        }
+    }
+    if work.is_empty() {
+        work.extend((0..PARTITIONS_COUNT as u16).map(|p| (p, None)));
+    }
+    Ok(ScanRequest {
+        set_id,
+        no_bins: msg.header.info1 & info1::GET_NO_BINS != 0,
+        bins: msg.ops().filter(|o| !o.name.is_empty()).map(|o| o.name).collect(),
+        records_max,
+        work,
+    })
+}
+
+pub(crate) async fn run<W: AsyncWrite + Unpin>(
+    node: &Node,
+    msg: &Message<'_>,
+    out: &mut Vec<u8>,
+    sink: &mut W,
+) -> std::io::Result<()> {
+    node.counters.scans_started.fetch_add(1, Ordering::Relaxed);
+    let started = Instant::now();
+    let Some(sns) = node.namespace(msg.field(FieldType::Namespace).unwrap_or(b"")) else {
+        answer::error_frame(out, ResultCode::Namespace, true);
+        return Ok(());
+    };
+    let ns = &sns.ns;
+    let scan = match parse(msg, ns) {
+        Ok(s) => s,
+        Err(code) => {
+            answer::error_frame(out, code, true);
+            return Ok(());
+        }
+    };
+    let ns_field = ns.name().as_bytes();
+    // Set names are looked up once per scan, not once per record.
+    let mut set_names: HashMap<u16, Option<Vec<u8>>> = HashMap::new();
+    let mut returned = 0usize;
+    let mut stream = Stream::begin(out, sink);
+    for &(pid, after) in &scan.work {
+        if returned >= scan.records_max {
+            break;
+        }
+        if node.cluster().is_some_and(|c| c.route(sns.index, pid, true) != Route::Local) {
+            MsgHeader {
+                info3: info3::PARTITION_DONE,
+                result_code: ResultCode::Unavailable.code(),
+                generation: pid as u32,
+                ..Default::default()
+            }
+            .write(stream.out);
+            continue;
+        }
+        let out = &mut *stream.out;
+        let walked = ns.scan_partition(pid, after, scan.set_id, scan.records_max - returned, |r| {
+            let mark = answer::begin(out, ResultCode::Ok, r.meta, 0);
+            if scan.no_bins {
+                mark.set_info1(out, info1::GET_NO_BINS);
+            }
+            let mut n_fields = SCAN_RECORD_FIELDS_MIN;
+            write_field(out, FieldType::Namespace as u8, ns_field);
+            write_field(out, FieldType::Digest as u8, r.digest.as_bytes());
+            if r.set_id != 0 {
+                if let Some(name) = set_names.entry(r.set_id).or_insert_with(|| ns.set_name(r.set_id)) {
+                    write_field(out, FieldType::Set as u8, name);
+                    n_fields += 1;
+                }
+            }
+            if let Some(k) = r.image.key {
+                write_key_field(out, k.particle, k.bytes);
+                n_fields += 1;
+            }
+            mark.set_n_fields(out, n_fields);
+            let mut n_ops = 0;
+            if !scan.no_bins {
+                for b in r.image.bins().flatten() {
+                    if scan.bins.is_empty() || scan.bins.contains(&b.name) {
+                        write_op(out, OpType::Read as u8, b.value.particle, b.name, b.value.bytes);
+                        n_ops += 1;
+                    }
+                }
+            }
+            mark.set_n_ops(out, answer::saturating_u16(n_ops));
+            true
+        });
+        let progress = match walked {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, pid, "scan failed");
+                stream.finish(e.result_code());
+                return Ok(());
+            }
+        };
+        returned += progress.returned;
+        if progress.complete {
+            MsgHeader { info3: info3::PARTITION_DONE, generation: pid as u32, ..Default::default() }.write(stream.out);
+        }
+        stream.flush_if_full().await?;
+    }
+    stream.finish(ResultCode::Ok);
+    sns.latencies.record(LatencyKind::PiQuery, started.elapsed());
+    Ok(())
+}

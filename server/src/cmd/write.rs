@@ -1,0 +1,33 @@
+//! Writes: an operate whose ops change the record (put, increment, append, prepend, touch,
+//! collection modifications, record removal by op). Applied here, copied to the other owners,
+//! and only then answered.
+
+use petrel_storage::ops::OperateRequest;
+use petrel_storage::StorageError;
+
+use super::answer::{self, CmdError};
+use super::replicate::{self, Copy};
+use super::request::Single;
+use crate::node::Node;
+
+pub(crate) async fn apply(
+    node: &Node,
+    req: &Single<'_, '_>,
+    out: &mut Vec<u8>,
+    row_index: u32,
+) -> Result<(), CmdError> {
+    let policy = req.write_policy()?;
+    let ops = req.ops()?;
+    if ops.is_empty() {
+        return Err(StorageError::Parameter("write without ops").into());
+    }
+    let mut outcome =
+        req.sns.ns.operate(&OperateRequest { digest: req.digest, set: req.set, key: req.key(), policy, ops: &ops })?;
+    if let Some(cluster) = node.cluster() {
+        if let Some(copy) = Copy::of_operate(&mut outcome) {
+            replicate::send(node, cluster, req, copy).await?;
+        }
+    }
+    answer::operate(out, &outcome, row_index);
+    Ok(())
+}
