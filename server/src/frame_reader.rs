@@ -1,8 +1,10 @@
 //! Reads request frame bodies under the node-wide budget on bytes held by requests still
 //! arriving. A body's buffer grows as its bytes arrive (doubling from a small start, never
-//! past the size the header declared), and every byte of capacity is first taken from the
-//! budget, so that connections which declare large frames and then stall hold almost
-//! nothing, and together never more than the budget.
+//! past the size the header declared), and every byte of capacity past the first
+//! [`BODY_CAPACITY_MIN_BYTES`] is first taken from the budget. Connections which declare
+//! large frames and then stall hold almost nothing, together never more than the budget plus
+//! that small start per connection (itself bounded by `proto_fd_max`); and small requests
+//! (info, single records) never wait behind large ones.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -76,11 +78,13 @@ async fn fill<R: AsyncRead + Unpin>(
     while body.len() < size {
         if body.len() == held_bytes {
             let target = size.min((held_bytes * 2).max(BODY_CAPACITY_MIN_BYTES));
-            let more = target - held_bytes;
-            let permit = take(node, budget, more).await?;
-            match held.as_mut() {
-                Some(p) => p.merge(permit),
-                None => held = Some(permit),
+            let more = target - held_bytes.max(BODY_CAPACITY_MIN_BYTES).min(target);
+            if more > 0 {
+                let permit = take(node, budget, more).await?;
+                match held.as_mut() {
+                    Some(p) => p.merge(permit),
+                    None => held = Some(permit),
+                }
             }
             held_bytes = target;
             body.reserve_exact(target - body.len());
