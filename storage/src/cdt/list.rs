@@ -4,17 +4,19 @@
 //! Unordered lists keep insertion order; a list whose flags say ordered (flag 1) keeps its
 //! elements sorted by value, appends go to their sorted place, and index-based writes
 //! (insert, set) do not apply to it. Selection and result building are shared with maps in
-//! `mod.rs`.
+//! `select.rs`.
 
 use std::cmp::Ordering;
 
 use petrel_proto::msgpack::MsgValue;
 
-use crate::cdt::{
-    build_result, cmp_total, cmp_values, int_particle, join_list_marker, particle_from_msgpack, range_index,
-    remove_selected, single_index, split_list_marker, Args, CdtError, Delta, Exec, Particle, ReturnKind, ReturnType,
-    Selection, View, PAD_MAX,
+use crate::cdt::args::{Args, Delta};
+use crate::cdt::order::{cmp_total, cmp_values};
+use crate::cdt::select::{
+    build_result, int_particle, range_index, remove_selected, single_index, ReturnKind, ReturnType, Selection, View,
 };
+use crate::cdt::stored::{join_list_marker, split_list_marker};
+use crate::cdt::{particle_from_msgpack, CdtError, Exec, Particle, PAD_MAX};
 
 pub(crate) const SET_TYPE: i64 = 0;
 pub(crate) const APPEND: i64 = 1;
@@ -463,25 +465,8 @@ fn sort(list: &mut ListVal, flags: u64) {
 mod tests {
     use petrel_proto::msgpack::{self, MsgValue};
 
+    use crate::cdt::tests::{i, l, op, s};
     use crate::cdt::{apply, msgpack_from_particle, CdtError, CdtOutcome, ParticleRef};
-
-    fn i(v: i64) -> MsgValue {
-        MsgValue::Int(v)
-    }
-
-    fn s(v: &str) -> MsgValue {
-        MsgValue::str(v)
-    }
-
-    fn l(items: Vec<MsgValue>) -> MsgValue {
-        MsgValue::List(items)
-    }
-
-    fn op(code: i64, args: Vec<MsgValue>) -> Vec<u8> {
-        let mut items = vec![i(code)];
-        items.extend(args);
-        msgpack::to_vec(&l(items))
-    }
 
     fn run(list: Option<&MsgValue>, code: i64, args: Vec<MsgValue>) -> Result<CdtOutcome, CdtError> {
         let bytes = list.map(msgpack::to_vec);

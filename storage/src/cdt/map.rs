@@ -5,17 +5,20 @@
 //! map's index order is its key order. The flags (0 unordered, 1 key-ordered, 3 key-value
 //! ordered) are kept and re-encoded. Map policy arguments follow the clients: `put`/`put_items`
 //! take `(attributes, flags)`, the legacy `add`/`replace` ops take the attributes only or
-//! nothing. Selection and result building are shared with lists in `mod.rs`.
+//! nothing. Selection and result building are shared with lists in `select.rs`.
 
 use std::cmp::Ordering;
 
 use petrel_proto::msgpack::{MsgMap, MsgValue};
 use petrel_proto::ParticleType;
 
-use crate::cdt::{
-    build_result, cmp_total, cmp_values, in_interval, int_particle, particle_from_msgpack, rel_index, remove_selected,
-    sort_map, Args, CdtError, Delta, Exec, Particle, ReturnType, SelOrder, Selection, ValueSet, View,
+use crate::cdt::args::{Args, Delta};
+use crate::cdt::order::{cmp_total, cmp_values, in_interval, ValueSet};
+use crate::cdt::select::{
+    build_result, int_particle, rel_index, remove_selected, ReturnType, SelOrder, Selection, View,
 };
+use crate::cdt::stored::sort_map;
+use crate::cdt::{particle_from_msgpack, CdtError, Exec, Particle};
 
 pub(crate) const SET_TYPE: i64 = 64;
 pub(crate) const ADD: i64 = 65;
@@ -397,28 +400,11 @@ fn put_items(m: &mut MsgMap, items: Vec<(MsgValue, MsgValue)>, ctl: Control) -> 
 mod tests {
     use petrel_proto::msgpack::{self, MsgMap, MsgValue};
 
+    use crate::cdt::tests::{i, l, op, s};
     use crate::cdt::{apply, msgpack_from_particle, CdtError, CdtOutcome, ParticleRef};
-
-    fn i(v: i64) -> MsgValue {
-        MsgValue::Int(v)
-    }
-
-    fn s(v: &str) -> MsgValue {
-        MsgValue::str(v)
-    }
-
-    fn l(items: Vec<MsgValue>) -> MsgValue {
-        MsgValue::List(items)
-    }
 
     fn m(flags: u8, entries: Vec<(MsgValue, MsgValue)>) -> MsgValue {
         MsgValue::Map(MsgMap { flags, entries })
-    }
-
-    fn op(code: i64, args: Vec<MsgValue>) -> Vec<u8> {
-        let mut items = vec![i(code)];
-        items.extend(args);
-        msgpack::to_vec(&l(items))
     }
 
     fn run(map: Option<&MsgValue>, code: i64, args: Vec<MsgValue>) -> Result<CdtOutcome, CdtError> {
