@@ -3,16 +3,12 @@
 //! [`Family`] (list or map), typed argument accessors ([`Args`]) and increment deltas
 //! ([`Delta`]).
 
+use petrel_proto::cdt::{self, OP_CONTEXT_EVAL, OP_SELECT};
 use petrel_proto::msgpack::{self, MsgValue};
 use petrel_proto::ParticleType;
 
 use crate::cdt::stored::{normalize_value, split_list_marker, strip_list_marker};
-use crate::cdt::{list, map, CdtError};
-
-/// Op code of the context wrapper `[0xff, [ctx...], [op, args...]]`.
-const OP_CONTEXT_EVAL: i64 = 0xff;
-/// Op code of the server-side select/apply operation (path expressions).
-const OP_SELECT: i64 = 0xfe;
+use crate::cdt::CdtError;
 
 /// A parsed CDT payload.
 pub(super) struct OpPayload {
@@ -73,9 +69,9 @@ pub(super) enum Family {
 impl Family {
     /// The family op `code` belongs to, if any.
     pub(super) fn of(code: i64) -> Option<Family> {
-        if list::is_modify(code).is_some() {
+        if cdt::list::is_modify(code).is_some() {
             Some(Family::List)
-        } else if map::is_modify(code).is_some() {
+        } else if cdt::map::is_modify(code).is_some() {
             Some(Family::Map)
         } else {
             None
@@ -85,8 +81,8 @@ impl Family {
     /// Whether op `code` of this family changes the collection.
     pub(super) fn is_modify(self, code: i64) -> bool {
         match self {
-            Family::List => list::is_modify(code).unwrap_or(false),
-            Family::Map => map::is_modify(code).unwrap_or(false),
+            Family::List => cdt::list::is_modify(code).unwrap_or(false),
+            Family::Map => cdt::map::is_modify(code).unwrap_or(false),
         }
     }
 

@@ -2,19 +2,13 @@
 //! (`[type, value, ...]`, by index, rank, key or value) to the nested element an op applies
 //! to, creating missing levels when a modify op's context says so.
 
+use petrel_proto::cdt::{ctx, list_order, map_order};
 use petrel_proto::msgpack::{MsgMap, MsgValue};
 
 use crate::cdt::order::cmp_values;
 use crate::cdt::select::{single_index, View};
-use crate::cdt::stored::{is_flags_marker, join_list_marker, sort_map};
+use crate::cdt::stored::{is_flags_marker, is_ordered_list, join_list_marker, sort_map};
 use crate::cdt::{map, CdtError, PAD_MAX};
-
-const CTX_LIST: u64 = 0x10;
-const CTX_MAP: u64 = 0x20;
-const CTX_CREATE_MASK: u64 = 0x1c0;
-const CTX_PERSIST: u64 = 0x100;
-const CTX_CREATE_UNBOUND: u64 = 0x80;
-const CTX_CREATE_ORDERED: u64 = 0xc0;
 
 /// Walks the context pairs from `root` to the element the op applies to. Missing levels are
 /// created (as placeholders, then containers) only for modify ops whose context says so;
@@ -36,7 +30,7 @@ pub(super) fn navigate<'a>(
             MsgValue::UInt(t) => *t,
             _ => return Err(CdtError::Parameter("CDT context type must be an integer")),
         };
-        if level == 0 && bin_missing && t & CTX_CREATE_MASK & !CTX_PERSIST == 0 {
+        if level == 0 && bin_missing && t & ctx::CREATE_MASK & !ctx::CREATE_PERSIST == 0 {
             return Err(CdtError::NotApplicable("bin is missing and the CDT context does not create it"));
         }
         cur = ctx_step(cur, t, v, modify, created)?;
@@ -52,10 +46,13 @@ fn ctx_step<'a>(
     modify: bool,
     created: &mut bool,
 ) -> Result<&'a mut MsgValue, CdtError> {
-    let base = t & 0x0f;
-    let kind = t & (CTX_LIST | CTX_MAP);
-    let create = t & CTX_CREATE_MASK & !CTX_PERSIST;
-    if base > 3 || kind == CTX_LIST | CTX_MAP || t & !(0x3f | CTX_CREATE_MASK) != 0 {
+    let base = t & ctx::BASE_MASK;
+    let kind = t & (ctx::LIST | ctx::MAP);
+    let create = t & ctx::CREATE_MASK & !ctx::CREATE_PERSIST;
+    if base > ctx::VALUE
+        || kind == ctx::LIST | ctx::MAP
+        || t & !(ctx::BASE_MASK | ctx::LIST | ctx::MAP | ctx::CREATE_MASK) != 0
+    {
         return Err(CdtError::NotApplicable("unsupported CDT context type"));
     }
     if kind == 0 && create != 0 {
@@ -69,12 +66,15 @@ fn ctx_step<'a>(
             return Err(CdtError::NotApplicable("CDT context element not found"));
         }
         *cur = match kind {
-            CTX_LIST => MsgValue::List(join_list_marker(u8::from(create == CTX_CREATE_ORDERED), Vec::new())),
-            CTX_MAP => MsgValue::Map(MsgMap {
+            ctx::LIST => {
+                let flags = if create == ctx::CREATE_ORDERED { list_order::ORDERED } else { list_order::UNORDERED };
+                MsgValue::List(join_list_marker(flags, Vec::new()))
+            }
+            ctx::MAP => MsgValue::Map(MsgMap {
                 flags: match create {
-                    CTX_CREATE_UNBOUND => 1,
-                    CTX_CREATE_ORDERED => 3,
-                    _ => 0,
+                    ctx::CREATE_UNBOUND => map_order::KEY_ORDERED,
+                    ctx::CREATE_ORDERED => map_order::KEY_VALUE_ORDERED,
+                    _ => map_order::UNORDERED,
                 },
                 entries: Vec::new(),
             }),
@@ -82,8 +82,8 @@ fn ctx_step<'a>(
         };
     }
     match cur {
-        MsgValue::List(raw) if kind != CTX_MAP => list_ctx_step(raw, base, create, v, may_create, created),
-        MsgValue::Map(m) if kind != CTX_LIST => map_ctx_step(m, base, v, may_create, created),
+        MsgValue::List(raw) if kind != ctx::MAP => list_ctx_step(raw, base, create, v, may_create, created),
+        MsgValue::Map(m) if kind != ctx::LIST => map_ctx_step(m, base, v, may_create, created),
         _ => Err(CdtError::NotApplicable("CDT context element is not the expected collection")),
     }
 }
@@ -98,12 +98,11 @@ fn list_ctx_step<'a>(
     created: &mut bool,
 ) -> Result<&'a mut MsgValue, CdtError> {
     let off = usize::from(raw.first().is_some_and(is_flags_marker));
-    let ordered =
-        raw.first().is_some_and(|f| matches!(f, MsgValue::Ext(t, d) if d.is_empty() && *t >= 0 && *t & 1 != 0));
+    let ordered = is_ordered_list(raw);
     let items = raw.get(off..).unwrap_or(&[]);
     let n = items.len();
     let pos = match base {
-        0 => {
+        ctx::INDEX => {
             let MsgValue::Int(index) = v else {
                 return Err(CdtError::Parameter("CDT context index must be an integer"));
             };
@@ -112,7 +111,7 @@ fn list_ctx_step<'a>(
                 None if may_create => {
                     let at = if (n == 0 && *index == -1) || *index == n as i64 || (*index > n as i64 && ordered) {
                         n
-                    } else if *index > n as i64 && create == CTX_CREATE_UNBOUND {
+                    } else if *index > n as i64 && create == ctx::CREATE_UNBOUND {
                         let pad = (*index as u64 - n as u64) as usize;
                         if pad > PAD_MAX {
                             return Err(CdtError::NotApplicable("list index too far beyond the end"));
@@ -129,7 +128,7 @@ fn list_ctx_step<'a>(
                 None => return Err(CdtError::NotApplicable("CDT context index out of range")),
             }
         }
-        1 => {
+        ctx::RANK => {
             let MsgValue::Int(rank) = v else {
                 return Err(CdtError::Parameter("CDT context rank must be an integer"));
             };
@@ -137,7 +136,7 @@ fn list_ctx_step<'a>(
             let r = single_index(*rank, n).ok_or(CdtError::NotApplicable("CDT context rank out of range"))?;
             *view.rank_order().get(r).ok_or(CdtError::NotApplicable("CDT context rank out of range"))?
         }
-        3 => *View::List(items)
+        ctx::VALUE => *View::List(items)
             .by_value(v, false)
             .idx
             .first()
@@ -158,13 +157,13 @@ fn map_ctx_step<'a>(
     sort_map(m);
     let n = m.entries.len();
     let pos = match base {
-        0 => {
+        ctx::INDEX => {
             let MsgValue::Int(index) = v else {
                 return Err(CdtError::Parameter("CDT context index must be an integer"));
             };
             single_index(*index, n).ok_or(CdtError::NotApplicable("CDT context index out of range"))?
         }
-        1 => {
+        ctx::RANK => {
             let MsgValue::Int(rank) = v else {
                 return Err(CdtError::Parameter("CDT context rank must be an integer"));
             };
@@ -174,7 +173,7 @@ fn map_ctx_step<'a>(
                 .get(r)
                 .ok_or(CdtError::NotApplicable("CDT context rank out of range"))?
         }
-        2 => match m.entries.binary_search_by(|e| cmp_values(&e.0, v)) {
+        ctx::KEY => match m.entries.binary_search_by(|e| cmp_values(&e.0, v)) {
             Ok(i) => i,
             Err(i) if may_create => {
                 map::check_key(v)?;

@@ -18,6 +18,7 @@
 //! bin are no-ops, operations that add to a missing bin create it.
 
 use petrel_proto::msgpack::{self, MsgValue, DEPTH_MAX};
+use petrel_proto::particle::{self, ParticleError};
 use petrel_proto::{ParticleType, ResultCode};
 
 mod args;
@@ -172,50 +173,19 @@ pub fn normalize_collection(particle: u8, bytes: &[u8]) -> Result<Vec<u8>, CdtEr
     Ok(msgpack::to_vec(&v))
 }
 
-/// Converts a msgpack element to its particle form for a result (Int -> 1, Float -> 2,
-/// Str -> 3, Blob(t, b) -> t, Bool -> 17, List -> 20 msgpack bytes, Map -> 19, Nil -> 0 with
-/// no bytes). An unsigned integer above `i64::MAX` wraps as the server's does; a stray ext
-/// value comes back as a blob of its data.
+/// Converts a msgpack element to its particle form for a result (the protocol's mapping,
+/// [`particle::from_msgpack`]).
 pub fn particle_from_msgpack(v: &MsgValue) -> Particle {
-    let (particle, bytes) = match v {
-        MsgValue::Nil => (ParticleType::Null as u8, Vec::new()),
-        MsgValue::Bool(b) => (ParticleType::Bool as u8, vec![u8::from(*b)]),
-        MsgValue::Int(i) => (ParticleType::Integer as u8, i.to_be_bytes().to_vec()),
-        MsgValue::UInt(u) => (ParticleType::Integer as u8, u.to_be_bytes().to_vec()),
-        MsgValue::Float(f) => (ParticleType::Float as u8, f.to_be_bytes().to_vec()),
-        MsgValue::Str(s) => (ParticleType::String as u8, s.clone()),
-        MsgValue::Blob(t, b) => (*t, b.clone()),
-        MsgValue::List(_) => (ParticleType::List as u8, msgpack::to_vec(v)),
-        MsgValue::Map(_) => (ParticleType::Map as u8, msgpack::to_vec(v)),
-        MsgValue::Ext(_, data) => (ParticleType::Blob as u8, data.clone()),
-    };
+    let (particle, bytes) = particle::from_msgpack(v);
     Particle { particle, bytes }
 }
 
 /// The inverse, for values written into lists/maps from op args (args already arrive as
 /// msgpack, so this is mostly for tests and for integer/float bins).
 pub fn msgpack_from_particle(p: ParticleRef<'_>) -> Result<MsgValue, CdtError> {
-    let bad = CdtError::Parameter("malformed particle");
-    Ok(match ParticleType::from_u8(p.particle) {
-        Some(ParticleType::Null) => MsgValue::Nil,
-        Some(ParticleType::Integer) => {
-            if p.bytes.is_empty() || p.bytes.len() > 8 {
-                return Err(bad);
-            }
-            let fill = if p.bytes.first().is_some_and(|b| b & 0x80 != 0) { 0xff } else { 0 };
-            let mut be = [fill; 8];
-            let start = 8 - p.bytes.len();
-            be.get_mut(start..).ok_or(bad.clone())?.copy_from_slice(p.bytes);
-            MsgValue::Int(i64::from_be_bytes(be))
-        }
-        Some(ParticleType::Float) => MsgValue::Float(f64::from_be_bytes(p.bytes.try_into().map_err(|_| bad)?)),
-        Some(ParticleType::Bool) => match p.bytes {
-            [b] => MsgValue::Bool(*b != 0),
-            _ => return Err(bad),
-        },
-        Some(ParticleType::String) => MsgValue::Str(p.bytes.to_vec()),
-        Some(ParticleType::List) | Some(ParticleType::Map) => decode_stored(p)?,
-        _ => MsgValue::Blob(p.particle, p.bytes.to_vec()),
+    particle::to_msgpack(p.particle, p.bytes).map_err(|e| match e {
+        ParticleError::Collection => CdtError::Parameter("stored collection is malformed"),
+        _ => CdtError::Parameter("malformed particle"),
     })
 }
 

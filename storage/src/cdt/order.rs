@@ -6,17 +6,12 @@ use std::cmp::Ordering;
 
 use petrel_proto::msgpack::MsgValue;
 
-/// The wildcard sentinel: ext type 0xff with one data byte 0x00.
-pub(crate) fn is_wildcard(v: &MsgValue) -> bool {
-    matches!(v, MsgValue::Ext(-1, d) if d.as_slice() == [0])
-}
-
 /// Whether a wildcard appears anywhere in `v`.
 fn contains_wildcard(v: &MsgValue) -> bool {
     match v {
         MsgValue::List(items) => items.iter().any(contains_wildcard),
         MsgValue::Map(m) => m.entries.iter().any(|(k, v)| contains_wildcard(k) || contains_wildcard(v)),
-        other => is_wildcard(other),
+        other => other.is_wildcard(),
     }
 }
 
@@ -24,13 +19,13 @@ fn contains_wildcard(v: &MsgValue) -> bool {
 /// equal to anything (ending the comparison), as on the server. Not transitive with
 /// wildcards, so never used to sort.
 pub(crate) fn cmp_values(a: &MsgValue, b: &MsgValue) -> Ordering {
-    if is_wildcard(a) || is_wildcard(b) {
+    if a.is_wildcard() || b.is_wildcard() {
         return Ordering::Equal;
     }
     match (a, b) {
         (MsgValue::List(x), MsgValue::List(y)) => {
             for (p, q) in x.iter().zip(y) {
-                if is_wildcard(p) || is_wildcard(q) {
+                if p.is_wildcard() || q.is_wildcard() {
                     return Ordering::Equal;
                 }
                 let o = cmp_values(p, q);
@@ -46,7 +41,7 @@ pub(crate) fn cmp_values(a: &MsgValue, b: &MsgValue) -> Ordering {
                 return o;
             }
             for ((ka, va), (kb, vb)) in x.entries.iter().zip(&y.entries) {
-                if is_wildcard(ka) || is_wildcard(kb) || is_wildcard(va) || is_wildcard(vb) {
+                if ka.is_wildcard() || kb.is_wildcard() || va.is_wildcard() || vb.is_wildcard() {
                     return Ordering::Equal;
                 }
                 let o = cmp_values(ka, kb).then_with(|| cmp_values(va, vb));

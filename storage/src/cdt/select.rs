@@ -1,10 +1,11 @@
 //! Selecting elements and answering for them: index/rank arithmetic (negative from the end,
-//! ranges clamped), the return-type argument ([`ReturnType`]), selections over a list's or
+//! ranges clamped), the return-type argument ([`ReturnSpec`]), selections over a list's or
 //! map's elements ([`View`], [`Selection`]), results built by return type
 //! ([`build_result`]) and removal of what was selected ([`remove_selected`]).
 
 use std::cmp::Ordering;
 
+use petrel_proto::cdt::{map_order, ReturnType, RETURN_INVERTED};
 use petrel_proto::msgpack::{MsgMap, MsgValue};
 
 use crate::cdt::order::{cmp_total, cmp_values, in_interval, ValueSet};
@@ -54,56 +55,24 @@ pub(crate) fn rel_index(index: i64, count: u64, anchor: usize) -> (i64, u64) {
     }
 }
 
-/// Return types of selecting operations (the low 16 bits of the return-type argument).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ReturnKind {
-    None,
-    Index,
-    ReverseIndex,
-    Rank,
-    ReverseRank,
-    Count,
-    Key,
-    Value,
-    KeyValue,
-    Exists,
-    UnorderedMap,
-    OrderedMap,
-}
-
 /// A decoded return-type argument.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ReturnType {
-    pub(crate) kind: ReturnKind,
+pub(crate) struct ReturnSpec {
+    pub(crate) kind: ReturnType,
     pub(crate) inverted: bool,
 }
 
-/// Return-type bit: select everything but what the op names.
-const RETURN_INVERTED: u64 = 0x1_0000;
-
-impl ReturnType {
-    pub(crate) fn plain(kind: ReturnKind) -> ReturnType {
-        ReturnType { kind, inverted: false }
+impl ReturnSpec {
+    pub(crate) fn plain(kind: ReturnType) -> ReturnSpec {
+        ReturnSpec { kind, inverted: false }
     }
 
     /// Decodes a return-type argument; `is_map` allows the key and map return types.
-    pub(crate) fn parse(v: u64, is_map: bool) -> Result<ReturnType, CdtError> {
-        let kind = match v & 0xffff {
-            0 => ReturnKind::None,
-            1 => ReturnKind::Index,
-            2 => ReturnKind::ReverseIndex,
-            3 => ReturnKind::Rank,
-            4 => ReturnKind::ReverseRank,
-            5 => ReturnKind::Count,
-            6 if is_map => ReturnKind::Key,
-            7 => ReturnKind::Value,
-            8 if is_map => ReturnKind::KeyValue,
-            13 => ReturnKind::Exists,
-            16 if is_map => ReturnKind::UnorderedMap,
-            17 if is_map => ReturnKind::OrderedMap,
-            _ => return Err(CdtError::NotApplicable("return type not supported")),
-        };
-        Ok(ReturnType { kind, inverted: v & RETURN_INVERTED != 0 })
+    pub(crate) fn parse(v: u64, is_map: bool) -> Result<ReturnSpec, CdtError> {
+        let kind = ReturnType::from_code(v)
+            .filter(|kind| is_map || !kind.is_map_only())
+            .ok_or(CdtError::NotApplicable("return type not supported"))?;
+        Ok(ReturnSpec { kind, inverted: v & RETURN_INVERTED != 0 })
     }
 }
 
@@ -139,7 +108,7 @@ impl Selection {
     }
 
     /// Applies the inverted flag (multi-result ops only).
-    pub(crate) fn apply_inverted(mut self, rt: ReturnType, n: usize) -> Selection {
+    pub(crate) fn apply_inverted(mut self, rt: ReturnSpec, n: usize) -> Selection {
         if rt.inverted {
             self.invert(n);
         }
@@ -273,12 +242,12 @@ pub(crate) fn build_result(
     view: View<'_>,
     sel: &Selection,
     multi: bool,
-    rt: ReturnType,
+    rt: ReturnSpec,
 ) -> Result<Option<Particle>, CdtError> {
     let n = view.len();
     let is_map = matches!(view, View::Map(_));
-    let map_kind = matches!(rt.kind, ReturnKind::KeyValue | ReturnKind::UnorderedMap | ReturnKind::OrderedMap);
-    if !is_map && (map_kind || rt.kind == ReturnKind::Key) {
+    let map_kind = matches!(rt.kind, ReturnType::KeyValue | ReturnType::UnorderedMap | ReturnType::OrderedMap);
+    if !is_map && (map_kind || rt.kind == ReturnType::Key) {
         return Err(CdtError::NotApplicable("return type not supported for lists"));
     }
     let numbers = |rev: bool, ranks: bool| -> Vec<i64> {
@@ -308,12 +277,12 @@ pub(crate) fn build_result(
         out.into_iter().map(as_i64).collect()
     };
     let result = match rt.kind {
-        ReturnKind::None => return Ok(None),
-        ReturnKind::Count => MsgValue::Int(as_i64(sel.idx.len())),
-        ReturnKind::Exists => MsgValue::Bool(!sel.idx.is_empty()),
-        ReturnKind::Index | ReturnKind::ReverseIndex | ReturnKind::Rank | ReturnKind::ReverseRank => {
-            let rev = matches!(rt.kind, ReturnKind::ReverseIndex | ReturnKind::ReverseRank);
-            let ranks = matches!(rt.kind, ReturnKind::Rank | ReturnKind::ReverseRank);
+        ReturnType::None => return Ok(None),
+        ReturnType::Count => MsgValue::Int(as_i64(sel.idx.len())),
+        ReturnType::Exists => MsgValue::Bool(!sel.idx.is_empty()),
+        ReturnType::Index | ReturnType::ReverseIndex | ReturnType::Rank | ReturnType::ReverseRank => {
+            let rev = matches!(rt.kind, ReturnType::ReverseIndex | ReturnType::ReverseRank);
+            let ranks = matches!(rt.kind, ReturnType::Rank | ReturnType::ReverseRank);
             let nums = numbers(rev, ranks);
             if multi {
                 MsgValue::List(nums.into_iter().map(MsgValue::Int).collect())
@@ -321,10 +290,10 @@ pub(crate) fn build_result(
                 MsgValue::Int(nums.first().copied().unwrap_or(-1))
             }
         }
-        ReturnKind::Value | ReturnKind::Key => {
+        ReturnType::Value | ReturnType::Key => {
             let pick = |i: usize| -> Option<MsgValue> {
                 match (view, rt.kind) {
-                    (View::Map(entries), ReturnKind::Key) => entries.get(i).map(|e| e.0.clone()),
+                    (View::Map(entries), ReturnType::Key) => entries.get(i).map(|e| e.0.clone()),
                     _ => view.value(i).cloned(),
                 }
             };
@@ -337,19 +306,19 @@ pub(crate) fn build_result(
                 }
             }
         }
-        ReturnKind::KeyValue | ReturnKind::UnorderedMap | ReturnKind::OrderedMap => {
+        ReturnType::KeyValue | ReturnType::UnorderedMap | ReturnType::OrderedMap => {
             let View::Map(entries) = view else {
                 return Err(CdtError::NotApplicable("return type not supported for lists"));
             };
             let mut picked: Vec<(MsgValue, MsgValue)> =
                 sel.idx.iter().filter_map(|&i| entries.get(i).cloned()).collect();
             let flags = match rt.kind {
-                ReturnKind::KeyValue => 0x08,
-                ReturnKind::OrderedMap => {
+                ReturnType::KeyValue => map_order::PRESERVE_ORDER,
+                ReturnType::OrderedMap => {
                     picked.sort_by(|a, b| cmp_total(&a.0, &b.0));
-                    0x01
+                    map_order::KEY_ORDERED
                 }
-                _ => 0,
+                _ => map_order::UNORDERED,
             };
             MsgValue::Map(MsgMap { flags, entries: picked })
         }

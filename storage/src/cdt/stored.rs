@@ -4,7 +4,9 @@
 
 use std::cmp::Ordering;
 
-use petrel_proto::msgpack::{self, MsgMap, MsgValue};
+use petrel_proto::cdt::list_order;
+use petrel_proto::msgpack::{MsgMap, MsgValue, EXT_SENTINEL};
+use petrel_proto::particle;
 
 use crate::cdt::order::cmp_total;
 use crate::cdt::{CdtError, ParticleRef};
@@ -12,16 +14,17 @@ use crate::cdt::{CdtError, ParticleRef};
 /// Decodes a stored list (particle 20) or map (particle 19), checking it is what its particle
 /// type says.
 pub(crate) fn decode_stored(p: ParticleRef<'_>) -> Result<MsgValue, CdtError> {
-    let v = msgpack::decode(p.bytes).map_err(|_| CdtError::Parameter("stored collection is malformed"))?;
-    match (&v, p.particle) {
-        (MsgValue::List(_), 20) | (MsgValue::Map(_), 19) => Ok(v),
-        _ => Err(CdtError::Parameter("stored collection is malformed")),
-    }
+    particle::decode_collection(p.particle, p.bytes).map_err(|_| CdtError::Parameter("stored collection is malformed"))
 }
 
 /// True for the leading ext element that carries a list's (or map's) order flags.
 pub(crate) fn is_flags_marker(v: &MsgValue) -> bool {
     matches!(v, MsgValue::Ext(t, data) if *t >= 0 && data.is_empty())
+}
+
+/// Whether a decoded list's flags marker says it is ordered.
+pub(crate) fn is_ordered_list(items: &[MsgValue]) -> bool {
+    matches!(items.first(), Some(MsgValue::Ext(t, d)) if *t >= 0 && d.is_empty() && *t as u8 & list_order::ORDERED != 0)
 }
 
 /// A list's elements without its flags marker.
@@ -56,9 +59,9 @@ pub(crate) fn join_list_marker(flags: u8, mut items: Vec<MsgValue>) -> Vec<MsgVa
 /// ordered lists sorted, at every depth. The wildcard/infinity sentinels cannot be stored.
 pub(crate) fn normalize_value(v: &mut MsgValue) -> Result<(), CdtError> {
     match v {
-        MsgValue::Ext(t, _) if *t == -1 => Err(CdtError::Parameter("comparison sentinel cannot be stored")),
+        MsgValue::Ext(t, _) if *t == EXT_SENTINEL => Err(CdtError::Parameter("comparison sentinel cannot be stored")),
         MsgValue::List(items) => {
-            let ordered = matches!(items.first(), Some(MsgValue::Ext(t, d)) if *t >= 0 && d.is_empty() && *t & 1 != 0);
+            let ordered = is_ordered_list(items);
             let start = usize::from(items.first().is_some_and(is_flags_marker));
             let body = items.get_mut(start..).unwrap_or(&mut []);
             for item in body.iter_mut() {

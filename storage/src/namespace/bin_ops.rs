@@ -3,12 +3,13 @@
 //! of [`WorkBin`]s that borrow from the stored image until an op changes them, so ops that
 //! change little copy little.
 
+use petrel_proto::particle;
 use petrel_proto::ParticleType;
 
 use crate::cdt;
 use crate::ops::{Op, OpResult};
 use crate::record::{self, BinRef};
-use crate::value::{int_from_wire, prepare_for_store, Particle, ParticleRef};
+use crate::value::{prepare_for_store, Particle, ParticleRef};
 use crate::StorageError;
 
 /// Bytes borrowed from the old image or owned after a change.
@@ -183,21 +184,20 @@ fn add_values(current: Option<ParticleRef<'_>>, operand: ParticleRef<'_>) -> Res
     let int = ParticleType::Integer as u8;
     let float = ParticleType::Float as u8;
     if operand.particle == int {
-        let add = int_from_wire(operand.bytes)?;
+        let add = particle::decode_int(operand.bytes)?;
         let base = match current {
             None => 0,
-            Some(c) if c.particle == int => int_from_wire(c.bytes)?,
+            Some(c) if c.particle == int => particle::decode_int(c.bytes)?,
             Some(_) => return Err(StorageError::IncompatibleType),
         };
         Ok((int, base.wrapping_add(add).to_be_bytes().to_vec()))
     } else if operand.particle == float {
-        let add =
-            f64::from_be_bytes(operand.bytes.try_into().map_err(|_| StorageError::Parameter("float must be 8 bytes"))?);
+        let add = particle::decode_float(operand.bytes)?;
         let base = match current {
             None => 0.0,
-            Some(c) if c.particle == float => f64::from_be_bytes(
-                c.bytes.try_into().map_err(|_| StorageError::Internal("stored float is not 8 bytes"))?,
-            ),
+            Some(c) if c.particle == float => {
+                particle::decode_float(c.bytes).map_err(|_| StorageError::Internal("stored float is not 8 bytes"))?
+            }
             Some(_) => return Err(StorageError::IncompatibleType),
         };
         Ok((float, (base + add).to_be_bytes().to_vec()))
