@@ -1,6 +1,7 @@
 //! Operations for `operate`: reads and writes of bins, and list and map operations, each
 //! encoded as the op the server expects.
 
+use petrel_proto::cdt;
 use petrel_proto::msgpack::{self, MsgValue};
 use petrel_proto::wire::OpType;
 use petrel_proto::ParticleType;
@@ -22,7 +23,9 @@ impl Operation {
         Operation { op_type, bin: bin.to_string(), particle, value }
     }
 
-    fn cdt(op_type: OpType, bin: &str, op_code: i64, args: Vec<MsgValue>) -> Operation {
+    /// A list or map operation; it travels as a CDT modify or read as its op code says.
+    fn cdt(bin: &str, op_code: i64, args: Vec<MsgValue>) -> Operation {
+        let op_type = if cdt::is_modify(op_code) == Some(true) { OpType::CdtModify } else { OpType::CdtRead };
         let mut items = Vec::with_capacity(args.len() + 1);
         items.push(MsgValue::Int(op_code));
         items.extend(args);
@@ -73,132 +76,104 @@ impl Operation {
     }
 }
 
-/// What a list or map operation returns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReturnType {
-    None = 0,
-    Index = 1,
-    ReverseIndex = 2,
-    Rank = 3,
-    ReverseRank = 4,
-    Count = 5,
-    Key = 6,
-    Value = 7,
-    KeyValue = 8,
-    Exists = 13,
-}
+pub use petrel_proto::cdt::ReturnType;
 
 /// List operations.
 pub mod lists {
+    use petrel_proto::cdt::list::{
+        APPEND, APPEND_ITEMS, CLEAR, GET, GET_BY_INDEX, GET_BY_INDEX_RANGE, GET_RANGE, INSERT, POP, REMOVE,
+        REMOVE_BY_INDEX, SET, SIZE,
+    };
+
     use super::*;
 
-    const APPEND: i64 = 1;
-    const APPEND_ITEMS: i64 = 2;
-    const INSERT: i64 = 3;
-    const POP: i64 = 5;
-    const REMOVE: i64 = 7;
-    const SET: i64 = 9;
-    const CLEAR: i64 = 11;
-    const SIZE: i64 = 16;
-    const GET: i64 = 17;
-    const GET_RANGE: i64 = 18;
-    const GET_BY_INDEX: i64 = 19;
-    const GET_BY_INDEX_RANGE: i64 = 24;
-    const REMOVE_BY_INDEX: i64 = 32;
-
     pub fn append(bin: &str, value: &Value) -> Operation {
-        Operation::cdt(OpType::CdtModify, bin, APPEND, vec![value.to_msgpack()])
+        Operation::cdt(bin, APPEND, vec![value.to_msgpack()])
     }
     pub fn append_items(bin: &str, values: &[Value]) -> Operation {
-        Operation::cdt(
-            OpType::CdtModify,
-            bin,
-            APPEND_ITEMS,
-            vec![MsgValue::List(values.iter().map(Value::to_msgpack).collect())],
-        )
+        Operation::cdt(bin, APPEND_ITEMS, vec![MsgValue::List(values.iter().map(Value::to_msgpack).collect())])
     }
     pub fn insert(bin: &str, index: i64, value: &Value) -> Operation {
-        Operation::cdt(OpType::CdtModify, bin, INSERT, vec![MsgValue::Int(index), value.to_msgpack()])
+        Operation::cdt(bin, INSERT, vec![MsgValue::Int(index), value.to_msgpack()])
     }
     pub fn set(bin: &str, index: i64, value: &Value) -> Operation {
-        Operation::cdt(OpType::CdtModify, bin, SET, vec![MsgValue::Int(index), value.to_msgpack()])
+        Operation::cdt(bin, SET, vec![MsgValue::Int(index), value.to_msgpack()])
     }
     pub fn pop(bin: &str, index: i64) -> Operation {
-        Operation::cdt(OpType::CdtModify, bin, POP, vec![MsgValue::Int(index)])
+        Operation::cdt(bin, POP, vec![MsgValue::Int(index)])
     }
     pub fn remove(bin: &str, index: i64) -> Operation {
-        Operation::cdt(OpType::CdtModify, bin, REMOVE, vec![MsgValue::Int(index)])
+        Operation::cdt(bin, REMOVE, vec![MsgValue::Int(index)])
     }
     pub fn clear(bin: &str) -> Operation {
-        Operation::cdt(OpType::CdtModify, bin, CLEAR, vec![])
+        Operation::cdt(bin, CLEAR, vec![])
     }
     pub fn size(bin: &str) -> Operation {
-        Operation::cdt(OpType::CdtRead, bin, SIZE, vec![])
+        Operation::cdt(bin, SIZE, vec![])
     }
     pub fn get(bin: &str, index: i64) -> Operation {
-        Operation::cdt(OpType::CdtRead, bin, GET, vec![MsgValue::Int(index)])
+        Operation::cdt(bin, GET, vec![MsgValue::Int(index)])
     }
     /// `count` elements from `index` (to the end when `None`).
     pub fn get_range(bin: &str, index: i64, count: Option<i64>) -> Operation {
         let mut args = vec![MsgValue::Int(index)];
         args.extend(count.map(MsgValue::Int));
-        Operation::cdt(OpType::CdtRead, bin, GET_RANGE, args)
+        Operation::cdt(bin, GET_RANGE, args)
     }
     pub fn get_by_index(bin: &str, index: i64, rt: ReturnType) -> Operation {
-        Operation::cdt(OpType::CdtRead, bin, GET_BY_INDEX, vec![MsgValue::Int(rt as i64), MsgValue::Int(index)])
+        Operation::cdt(bin, GET_BY_INDEX, vec![MsgValue::Int(rt as i64), MsgValue::Int(index)])
     }
     pub fn get_by_index_range(bin: &str, index: i64, count: Option<i64>, rt: ReturnType) -> Operation {
         let mut args = vec![MsgValue::Int(rt as i64), MsgValue::Int(index)];
         args.extend(count.map(MsgValue::Int));
-        Operation::cdt(OpType::CdtRead, bin, GET_BY_INDEX_RANGE, args)
+        Operation::cdt(bin, GET_BY_INDEX_RANGE, args)
     }
     pub fn remove_by_index(bin: &str, index: i64, rt: ReturnType) -> Operation {
-        Operation::cdt(OpType::CdtModify, bin, REMOVE_BY_INDEX, vec![MsgValue::Int(rt as i64), MsgValue::Int(index)])
+        Operation::cdt(bin, REMOVE_BY_INDEX, vec![MsgValue::Int(rt as i64), MsgValue::Int(index)])
     }
 }
 
 /// Map operations (unordered maps; Petrel keeps every map in key order).
 pub mod maps {
+    use petrel_proto::cdt::map::{
+        CLEAR, GET_BY_INDEX, GET_BY_KEY, GET_BY_KEY_LIST, INCREMENT, PUT, PUT_ITEMS, REMOVE_BY_KEY, SIZE,
+    };
+    use petrel_proto::cdt::map_order;
+
     use super::*;
 
-    const PUT: i64 = 67;
-    const PUT_ITEMS: i64 = 68;
-    const INCREMENT: i64 = 73;
-    const CLEAR: i64 = 75;
-    const REMOVE_BY_KEY: i64 = 76;
-    const SIZE: i64 = 96;
-    const GET_BY_KEY: i64 = 97;
-    const GET_BY_INDEX: i64 = 98;
-    const GET_BY_KEY_LIST: i64 = 107;
+    /// The map attributes every write sends: an unordered map (Petrel keeps every map in key
+    /// order whatever it is told).
+    const ATTRIBUTES: MsgValue = MsgValue::Int(map_order::UNORDERED as i64);
 
     pub fn put(bin: &str, key: &Value, value: &Value) -> Operation {
-        Operation::cdt(OpType::CdtModify, bin, PUT, vec![key.to_msgpack(), value.to_msgpack(), MsgValue::Int(0)])
+        Operation::cdt(bin, PUT, vec![key.to_msgpack(), value.to_msgpack(), ATTRIBUTES])
     }
     pub fn put_items(bin: &str, items: &[(Value, Value)]) -> Operation {
         let map = Value::Map(items.to_vec()).to_msgpack();
-        Operation::cdt(OpType::CdtModify, bin, PUT_ITEMS, vec![map, MsgValue::Int(0)])
+        Operation::cdt(bin, PUT_ITEMS, vec![map, ATTRIBUTES])
     }
     pub fn increment(bin: &str, key: &Value, by: &Value) -> Operation {
-        Operation::cdt(OpType::CdtModify, bin, INCREMENT, vec![key.to_msgpack(), by.to_msgpack(), MsgValue::Int(0)])
+        Operation::cdt(bin, INCREMENT, vec![key.to_msgpack(), by.to_msgpack(), ATTRIBUTES])
     }
     pub fn clear(bin: &str) -> Operation {
-        Operation::cdt(OpType::CdtModify, bin, CLEAR, vec![])
+        Operation::cdt(bin, CLEAR, vec![])
     }
     pub fn remove_by_key(bin: &str, key: &Value, rt: ReturnType) -> Operation {
-        Operation::cdt(OpType::CdtModify, bin, REMOVE_BY_KEY, vec![MsgValue::Int(rt as i64), key.to_msgpack()])
+        Operation::cdt(bin, REMOVE_BY_KEY, vec![MsgValue::Int(rt as i64), key.to_msgpack()])
     }
     pub fn size(bin: &str) -> Operation {
-        Operation::cdt(OpType::CdtRead, bin, SIZE, vec![])
+        Operation::cdt(bin, SIZE, vec![])
     }
     pub fn get_by_key(bin: &str, key: &Value, rt: ReturnType) -> Operation {
-        Operation::cdt(OpType::CdtRead, bin, GET_BY_KEY, vec![MsgValue::Int(rt as i64), key.to_msgpack()])
+        Operation::cdt(bin, GET_BY_KEY, vec![MsgValue::Int(rt as i64), key.to_msgpack()])
     }
     pub fn get_by_key_list(bin: &str, keys: &[Value], rt: ReturnType) -> Operation {
         let list = MsgValue::List(keys.iter().map(Value::to_msgpack).collect());
-        Operation::cdt(OpType::CdtRead, bin, GET_BY_KEY_LIST, vec![MsgValue::Int(rt as i64), list])
+        Operation::cdt(bin, GET_BY_KEY_LIST, vec![MsgValue::Int(rt as i64), list])
     }
     pub fn get_by_index(bin: &str, index: i64, rt: ReturnType) -> Operation {
-        Operation::cdt(OpType::CdtRead, bin, GET_BY_INDEX, vec![MsgValue::Int(rt as i64), MsgValue::Int(index)])
+        Operation::cdt(bin, GET_BY_INDEX, vec![MsgValue::Int(rt as i64), MsgValue::Int(index)])
     }
 }
 
@@ -213,5 +188,34 @@ mod tests {
         assert_eq!(lists::size("l").value, [0x91, 0x10]);
         assert_eq!(maps::put("m", &"q".into(), &Value::Int(5)).value, [0x94, 0x43, 0xa2, 0x03, 0x71, 0x05, 0x00]);
         assert_eq!(maps::get_by_key("m", &"q".into(), ReturnType::Value).value, [0x93, 0x61, 0x07, 0xa2, 0x03, 0x71]);
+    }
+
+    #[test]
+    fn writes_travel_as_cdt_modify_and_reads_as_cdt_read() {
+        let v = Value::Int(1);
+        let writes = [
+            lists::append("l", &v),
+            lists::insert("l", 0, &v),
+            lists::pop("l", 0),
+            lists::clear("l"),
+            lists::remove_by_index("l", 0, ReturnType::None),
+            maps::put("m", &v, &v),
+            maps::increment("m", &v, &v),
+            maps::remove_by_key("m", &v, ReturnType::None),
+        ];
+        for op in writes {
+            assert_eq!(op.op_type, OpType::CdtModify, "{op:?}");
+        }
+        let reads = [
+            lists::size("l"),
+            lists::get_range("l", 0, None),
+            lists::get_by_index_range("l", 0, Some(2), ReturnType::Value),
+            maps::size("m"),
+            maps::get_by_key_list("m", std::slice::from_ref(&v), ReturnType::Value),
+            maps::get_by_index("m", 0, ReturnType::KeyValue),
+        ];
+        for op in reads {
+            assert_eq!(op.op_type, OpType::CdtRead, "{op:?}");
+        }
     }
 }

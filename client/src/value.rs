@@ -1,6 +1,8 @@
-//! Values a client writes and reads, and their wire forms (particles and msgpack).
+//! Values a client writes and reads, and their wire forms: particles (whose bytes are the
+//! protocol's, [`petrel_proto::particle`]) and msgpack.
 
 use petrel_proto::msgpack::{self, MsgMap, MsgValue};
+use petrel_proto::particle::ParticleValue;
 use petrel_proto::ParticleType;
 
 use crate::Error;
@@ -65,50 +67,45 @@ impl From<Vec<Value>> for Value {
 impl Value {
     /// The particle type and bytes this value travels as in a bin.
     pub(crate) fn to_particle(&self) -> (u8, Vec<u8>) {
-        match self {
-            Value::Nil => (ParticleType::Null as u8, Vec::new()),
-            Value::Int(i) => (ParticleType::Integer as u8, i.to_be_bytes().to_vec()),
-            Value::Float(f) => (ParticleType::Float as u8, f.to_be_bytes().to_vec()),
-            Value::Bool(b) => (ParticleType::Bool as u8, vec![u8::from(*b)]),
-            Value::String(s) => (ParticleType::String as u8, s.as_bytes().to_vec()),
-            Value::Blob(b) => (ParticleType::Blob as u8, b.clone()),
-            Value::List(_) => (ParticleType::List as u8, msgpack::to_vec(&self.to_msgpack())),
-            Value::Map(_) => (ParticleType::Map as u8, msgpack::to_vec(&self.to_msgpack())),
-            Value::GeoJson(s) => {
-                let mut v = vec![0, 0, 0];
-                v.extend_from_slice(s.as_bytes());
-                (ParticleType::GeoJson as u8, v)
+        // Lists and maps are encoded here; every other type's bytes are the protocol's.
+        let collection;
+        let wire = match self {
+            Value::Nil => ParticleValue::Nil,
+            Value::Int(i) => ParticleValue::Int(*i),
+            Value::Float(f) => ParticleValue::Float(*f),
+            Value::Bool(b) => ParticleValue::Bool(*b),
+            Value::String(s) => ParticleValue::String(s.as_bytes()),
+            Value::Blob(b) => ParticleValue::Blob(b),
+            Value::List(_) => {
+                collection = msgpack::to_vec(&self.to_msgpack());
+                ParticleValue::List(&collection)
             }
-            Value::Hll(b) => (ParticleType::Hll as u8, b.clone()),
-        }
+            Value::Map(_) => {
+                collection = msgpack::to_vec(&self.to_msgpack());
+                ParticleValue::Map(&collection)
+            }
+            Value::GeoJson(s) => ParticleValue::GeoJson(s.as_bytes()),
+            Value::Hll(b) => ParticleValue::Hll(b),
+        };
+        (wire.particle_type(), wire.to_bytes())
     }
 
-    /// Reads a bin value from its particle type and bytes.
+    /// Reads a bin value from its particle type and bytes; a type without a variant of its
+    /// own (a language blob, say) reads as a blob.
     pub(crate) fn from_particle(particle: u8, bytes: &[u8]) -> Result<Value, Error> {
-        let bad = |what: &str| Error::Protocol(format!("malformed {what} value"));
-        Ok(match ParticleType::from_u8(particle) {
-            Some(ParticleType::Null) => Value::Nil,
-            Some(ParticleType::Integer) => {
-                let a: [u8; 8] = bytes.try_into().map_err(|_| bad("integer"))?;
-                Value::Int(i64::from_be_bytes(a))
+        let wire = ParticleValue::decode(particle, bytes).map_err(|e| Error::Protocol(e.to_string()))?;
+        Ok(match wire {
+            ParticleValue::Nil => Value::Nil,
+            ParticleValue::Int(i) => Value::Int(i),
+            ParticleValue::Float(f) => Value::Float(f),
+            ParticleValue::Bool(b) => Value::Bool(b),
+            ParticleValue::String(s) => Value::String(String::from_utf8_lossy(s).into_owned()),
+            ParticleValue::List(b) | ParticleValue::Map(b) => {
+                Value::from_msgpack(msgpack::decode(b).map_err(|e| Error::Protocol(e.to_string()))?)
             }
-            Some(ParticleType::Float) => {
-                let a: [u8; 8] = bytes.try_into().map_err(|_| bad("float"))?;
-                Value::Float(f64::from_be_bytes(a))
-            }
-            Some(ParticleType::Bool) => Value::Bool(bytes.first().is_some_and(|b| *b != 0)),
-            Some(ParticleType::String) => Value::String(String::from_utf8_lossy(bytes).into_owned()),
-            Some(ParticleType::List) | Some(ParticleType::Map) => {
-                Value::from_msgpack(msgpack::decode(bytes).map_err(|e| Error::Protocol(e.to_string()))?)
-            }
-            Some(ParticleType::GeoJson) => {
-                let cells =
-                    u16::from_be_bytes([*bytes.get(1).ok_or(bad("GeoJSON"))?, *bytes.get(2).ok_or(bad("GeoJSON"))?]);
-                let text = bytes.get(3 + 8 * cells as usize..).ok_or(bad("GeoJSON"))?;
-                Value::GeoJson(String::from_utf8_lossy(text).into_owned())
-            }
-            Some(ParticleType::Hll) => Value::Hll(bytes.to_vec()),
-            _ => Value::Blob(bytes.to_vec()),
+            ParticleValue::GeoJson(text) => Value::GeoJson(String::from_utf8_lossy(text).into_owned()),
+            ParticleValue::Hll(b) => Value::Hll(b.to_vec()),
+            ParticleValue::Blob(b) | ParticleValue::Other(_, b) => Value::Blob(b.to_vec()),
         })
     }
 

@@ -79,3 +79,9 @@ impl From<crate::cdt::CdtError> for StorageError {
         }
     }
 }
+
+impl From<petrel_proto::particle::ParticleError> for StorageError {
+    fn from(e: petrel_proto::particle::ParticleError) -> Self {
+        StorageError::Parameter(e.message())
+    }
+}

@@ -5,9 +5,10 @@
 //! * [`engine`] — where record data lives ([`StorageEngine`]); today in memory.
 //! * [`record`] — the data image of a record; [`value`] — bin values and their checks.
 //! * [`ops`] — the single-record operations and policies; [`cdt`] — list and map operations.
-//! * [`namespace`] — a namespace: partitions, sets, reads, operates, deletes, scans,
-//!   truncation, expiry and eviction, statistics.
-//! * [`nsup`] — the background supervisor; [`clock`] — time behind a seam.
+//! * [`namespace`] — a namespace: partitions, sets, reads, operates, deletes, copies from other
+//!   nodes, scans, truncation, statistics.
+//! * [`nsup`] — the background supervisor and its passes (expiry, eviction); [`clock`] — time
+//!   behind a seam.
 //!
 //! This crate knows nothing of sockets or of other nodes.
 

@@ -3,9 +3,12 @@
 //!
 //! Stored values keep their wire form (particle type + bytes), so a read answers with a copy
 //! of stored bytes and no conversion. Lists and maps stay msgpack, maps in canonical key order.
+//! The bytes of each type are the protocol's ([`petrel_proto::particle`]); this module only
+//! maps them to and from [`Value`].
 
 use std::borrow::Cow;
 
+use petrel_proto::particle::{self, ParticleValue};
 use petrel_proto::wire::BIN_NAME_LEN_MAX;
 use petrel_proto::ParticleType;
 
@@ -37,50 +40,39 @@ pub enum Value {
 impl Value {
     /// The value's wire form.
     pub fn to_particle(&self) -> Particle {
-        let (particle, bytes) = match self {
-            Value::Nil => (ParticleType::Null as u8, Vec::new()),
-            Value::Int(i) => (ParticleType::Integer as u8, i.to_be_bytes().to_vec()),
-            Value::Float(f) => (ParticleType::Float as u8, f.to_be_bytes().to_vec()),
-            Value::Bool(b) => (ParticleType::Bool as u8, vec![u8::from(*b)]),
-            Value::String(s) => (ParticleType::String as u8, s.as_bytes().to_vec()),
-            Value::Bytes(b) => (ParticleType::Blob as u8, b.clone()),
-            Value::List(b) => (ParticleType::List as u8, b.clone()),
-            Value::Map(b) => (ParticleType::Map as u8, b.clone()),
-            Value::GeoJson(s) => {
-                // Flags 0 and no cells, then the JSON text, as the clients send it.
-                let mut v = vec![0, 0, 0];
-                v.extend_from_slice(s.as_bytes());
-                (ParticleType::GeoJson as u8, v)
-            }
-            Value::Hll(b) => (ParticleType::Hll as u8, b.clone()),
-            Value::Blob(t, b) => (*t, b.clone()),
+        let wire = match self {
+            Value::Nil => ParticleValue::Nil,
+            Value::Int(i) => ParticleValue::Int(*i),
+            Value::Float(f) => ParticleValue::Float(*f),
+            Value::Bool(b) => ParticleValue::Bool(*b),
+            Value::String(s) => ParticleValue::String(s.as_bytes()),
+            Value::Bytes(b) => ParticleValue::Blob(b),
+            Value::List(b) => ParticleValue::List(b),
+            Value::Map(b) => ParticleValue::Map(b),
+            Value::GeoJson(s) => ParticleValue::GeoJson(s.as_bytes()),
+            Value::Hll(b) => ParticleValue::Hll(b),
+            Value::Blob(t, b) => ParticleValue::Other(*t, b),
         };
-        Particle { particle, bytes }
+        Particle { particle: wire.particle_type(), bytes: wire.to_bytes() }
     }
 
     /// Reads a stored or wire value.
     pub fn from_particle(p: ParticleRef<'_>) -> Result<Value, StorageError> {
-        let t = ParticleType::from_u8(p.particle).ok_or(StorageError::Parameter("unknown particle type"))?;
-        Ok(match t {
-            ParticleType::Null => Value::Nil,
-            ParticleType::Integer => Value::Int(int_from_wire(p.bytes)?),
-            ParticleType::Float => Value::Float(f64::from_be_bytes(
-                p.bytes.try_into().map_err(|_| StorageError::Parameter("float must be 8 bytes"))?,
-            )),
-            ParticleType::Bool => match p.bytes {
-                [b] => Value::Bool(*b != 0),
-                _ => return Err(StorageError::Parameter("bool must be 1 byte")),
-            },
-            ParticleType::String => Value::String(String::from_utf8_lossy(p.bytes).into_owned()),
-            ParticleType::Blob => Value::Bytes(p.bytes.to_vec()),
-            ParticleType::List => Value::List(p.bytes.to_vec()),
-            ParticleType::Map => Value::Map(p.bytes.to_vec()),
-            ParticleType::GeoJson => {
-                let text = geojson_text(p.bytes)?;
-                Value::GeoJson(String::from_utf8_lossy(text).into_owned())
-            }
-            ParticleType::Hll => Value::Hll(p.bytes.to_vec()),
-            other => Value::Blob(other as u8, p.bytes.to_vec()),
+        if ParticleType::from_u8(p.particle).is_none() {
+            return Err(StorageError::Parameter("unknown particle type"));
+        }
+        Ok(match ParticleValue::decode(p.particle, p.bytes)? {
+            ParticleValue::Nil => Value::Nil,
+            ParticleValue::Int(i) => Value::Int(i),
+            ParticleValue::Float(f) => Value::Float(f),
+            ParticleValue::Bool(b) => Value::Bool(b),
+            ParticleValue::String(s) => Value::String(String::from_utf8_lossy(s).into_owned()),
+            ParticleValue::Blob(b) => Value::Bytes(b.to_vec()),
+            ParticleValue::List(b) => Value::List(b.to_vec()),
+            ParticleValue::Map(b) => Value::Map(b.to_vec()),
+            ParticleValue::GeoJson(text) => Value::GeoJson(String::from_utf8_lossy(text).into_owned()),
+            ParticleValue::Hll(b) => Value::Hll(b.to_vec()),
+            ParticleValue::Other(t, b) => Value::Blob(t, b.to_vec()),
         })
     }
 
@@ -88,25 +80,6 @@ impl Value {
     pub fn list(items: Vec<petrel_proto::msgpack::MsgValue>) -> Value {
         Value::List(petrel_proto::msgpack::to_vec(&petrel_proto::msgpack::MsgValue::List(items)))
     }
-}
-
-/// Decodes an integer particle: 1 to 8 bytes, big-endian two's complement, sign-extended.
-pub(crate) fn int_from_wire(bytes: &[u8]) -> Result<i64, StorageError> {
-    if bytes.is_empty() || bytes.len() > 8 {
-        return Err(StorageError::Parameter("integer must be 1 to 8 bytes"));
-    }
-    let fill = if bytes[0] & 0x80 != 0 { 0xff } else { 0 };
-    let mut be = [fill; 8];
-    be[8 - bytes.len()..].copy_from_slice(bytes);
-    Ok(i64::from_be_bytes(be))
-}
-
-/// The JSON text of a GeoJSON particle (after its flags byte, cell count and cells).
-fn geojson_text(bytes: &[u8]) -> Result<&[u8], StorageError> {
-    let bad = StorageError::Parameter("malformed GeoJSON value");
-    let cells = u16::from_be_bytes([*bytes.get(1).ok_or(bad.clone())?, *bytes.get(2).ok_or(bad.clone())?]);
-    let start = 3 + 8 * cells as usize;
-    bytes.get(start..).ok_or(bad)
 }
 
 /// Checks a value a client writes and returns the bytes to store: integers widened to 8
@@ -117,11 +90,11 @@ pub(crate) fn prepare_for_store(p: ParticleRef<'_>) -> Result<Cow<'_, [u8]>, Sto
         ParticleType::Integer => Ok(if p.bytes.len() == 8 {
             Cow::Borrowed(p.bytes)
         } else {
-            Cow::Owned(int_from_wire(p.bytes)?.to_be_bytes().to_vec())
+            Cow::Owned(particle::decode_int(p.bytes)?.to_be_bytes().to_vec())
         }),
-        ParticleType::Float if p.bytes.len() != 8 => Err(StorageError::Parameter("float must be 8 bytes")),
-        ParticleType::Bool if p.bytes.len() != 1 => Err(StorageError::Parameter("bool must be 1 byte")),
-        ParticleType::GeoJson => geojson_text(p.bytes).map(|_| Cow::Borrowed(p.bytes)),
+        ParticleType::Float => particle::decode_float(p.bytes).map(|_| Cow::Borrowed(p.bytes)).map_err(Into::into),
+        ParticleType::Bool => particle::decode_bool(p.bytes).map(|_| Cow::Borrowed(p.bytes)).map_err(Into::into),
+        ParticleType::GeoJson => particle::geojson_text(p.bytes).map(|_| Cow::Borrowed(p.bytes)).map_err(Into::into),
         ParticleType::List | ParticleType::Map => Ok(Cow::Owned(cdt::normalize_collection(p.particle, p.bytes)?)),
         _ => Ok(Cow::Borrowed(p.bytes)),
     }
@@ -163,11 +136,12 @@ mod tests {
     }
 
     #[test]
-    fn short_integers_are_sign_extended() {
-        assert_eq!(int_from_wire(&[0xff]).expect("int"), -1);
-        assert_eq!(int_from_wire(&[0x01, 0x00]).expect("int"), 256);
-        assert!(int_from_wire(&[]).is_err());
-        assert!(int_from_wire(&[0; 9]).is_err());
+    fn short_integers_are_widened_for_storage() {
+        let stored = prepare_for_store(ParticleRef { particle: 1, bytes: &[0xff] }).expect("int");
+        assert_eq!(stored.as_ref(), (-1i64).to_be_bytes());
+        assert!(prepare_for_store(ParticleRef { particle: 1, bytes: &[] }).is_err());
+        assert!(prepare_for_store(ParticleRef { particle: 2, bytes: &[0; 4] }).is_err());
+        assert!(prepare_for_store(ParticleRef { particle: 255, bytes: &[] }).is_err());
     }
 
     #[test]

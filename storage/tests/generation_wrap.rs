@@ -13,7 +13,8 @@ use petrel_storage::*;
 fn image(value: i64) -> Vec<u8> {
     let mut bytes = Vec::new();
     let p = Value::Int(value).to_particle();
-    petrel_storage::record::encode(&mut bytes, None, [(&b"n"[..], p.particle, &p.bytes[..])]).expect("encode");
+    petrel_storage::record::encode(&mut bytes, None, [(&b"n"[..], p.particle, &p.bytes[..])].into_iter())
+        .expect("encode");
     bytes
 }
 

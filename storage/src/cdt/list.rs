@@ -4,73 +4,31 @@
 //! Unordered lists keep insertion order; a list whose flags say ordered (flag 1) keeps its
 //! elements sorted by value, appends go to their sorted place, and index-based writes
 //! (insert, set) do not apply to it. Selection and result building are shared with maps in
-//! `mod.rs`.
+//! `select.rs`.
 
 use std::cmp::Ordering;
 
+use petrel_proto::cdt::list::is_modify;
+use petrel_proto::cdt::list::{
+    APPEND, APPEND_ITEMS, CLEAR, GET, GET_ALL_BY_VALUE, GET_BY_INDEX, GET_BY_INDEX_RANGE, GET_BY_RANK,
+    GET_BY_RANK_RANGE, GET_BY_VALUE, GET_BY_VALUE_INTERVAL, GET_BY_VALUE_LIST, GET_BY_VALUE_REL_RANK_RANGE, GET_RANGE,
+    INCREMENT, INSERT, INSERT_ITEMS, POP, POP_RANGE, REMOVE, REMOVE_ALL_BY_VALUE, REMOVE_BY_INDEX,
+    REMOVE_BY_INDEX_RANGE, REMOVE_BY_RANK, REMOVE_BY_RANK_RANGE, REMOVE_BY_VALUE, REMOVE_BY_VALUE_INTERVAL,
+    REMOVE_BY_VALUE_LIST, REMOVE_BY_VALUE_REL_RANK_RANGE, REMOVE_RANGE, SET, SET_TYPE, SIZE, SORT, TRIM,
+};
+use petrel_proto::cdt::list_order;
+use petrel_proto::cdt::list_sort::{DESCENDING as SORT_DESCENDING, DROP_DUPLICATES as SORT_DROP_DUPLICATES};
+use petrel_proto::cdt::list_write::{ADD_UNIQUE, INSERT_BOUNDED, NO_FAIL, PARTIAL};
+use petrel_proto::cdt::{ReturnType, PERSIST_INDEX};
 use petrel_proto::msgpack::MsgValue;
 
-use crate::cdt::{
-    build_result, cmp_total, cmp_values, int_particle, join_list_marker, particle_from_msgpack, range_index,
-    remove_selected, single_index, split_list_marker, Args, CdtError, Delta, Exec, Particle, ReturnKind, ReturnType,
-    Selection, View, PAD_MAX,
+use crate::cdt::args::{Args, Delta};
+use crate::cdt::order::{cmp_total, cmp_values};
+use crate::cdt::select::{
+    build_result, int_particle, range_index, remove_selected, single_index, ReturnSpec, Selection, View,
 };
-
-pub(crate) const SET_TYPE: i64 = 0;
-pub(crate) const APPEND: i64 = 1;
-pub(crate) const APPEND_ITEMS: i64 = 2;
-pub(crate) const INSERT: i64 = 3;
-pub(crate) const INSERT_ITEMS: i64 = 4;
-pub(crate) const POP: i64 = 5;
-pub(crate) const POP_RANGE: i64 = 6;
-pub(crate) const REMOVE: i64 = 7;
-pub(crate) const REMOVE_RANGE: i64 = 8;
-pub(crate) const SET: i64 = 9;
-pub(crate) const TRIM: i64 = 10;
-pub(crate) const CLEAR: i64 = 11;
-pub(crate) const INCREMENT: i64 = 12;
-pub(crate) const SORT: i64 = 13;
-pub(crate) const SIZE: i64 = 16;
-pub(crate) const GET: i64 = 17;
-pub(crate) const GET_RANGE: i64 = 18;
-pub(crate) const GET_BY_INDEX: i64 = 19;
-pub(crate) const GET_BY_VALUE: i64 = 20;
-pub(crate) const GET_BY_RANK: i64 = 21;
-pub(crate) const GET_ALL_BY_VALUE: i64 = 22;
-pub(crate) const GET_BY_VALUE_LIST: i64 = 23;
-pub(crate) const GET_BY_INDEX_RANGE: i64 = 24;
-pub(crate) const GET_BY_VALUE_INTERVAL: i64 = 25;
-pub(crate) const GET_BY_RANK_RANGE: i64 = 26;
-pub(crate) const GET_BY_VALUE_REL_RANK_RANGE: i64 = 27;
-pub(crate) const REMOVE_BY_INDEX: i64 = 32;
-pub(crate) const REMOVE_BY_VALUE: i64 = 33;
-pub(crate) const REMOVE_BY_RANK: i64 = 34;
-pub(crate) const REMOVE_ALL_BY_VALUE: i64 = 35;
-pub(crate) const REMOVE_BY_VALUE_LIST: i64 = 36;
-pub(crate) const REMOVE_BY_INDEX_RANGE: i64 = 37;
-pub(crate) const REMOVE_BY_VALUE_INTERVAL: i64 = 38;
-pub(crate) const REMOVE_BY_RANK_RANGE: i64 = 39;
-pub(crate) const REMOVE_BY_VALUE_REL_RANK_RANGE: i64 = 40;
-
-/// List write flags.
-const ADD_UNIQUE: u64 = 1;
-const INSERT_BOUNDED: u64 = 2;
-const NO_FAIL: u64 = 4;
-const PARTIAL: u64 = 8;
-
-/// Sort flags.
-const SORT_DESCENDING: u64 = 1;
-const SORT_DROP_DUPLICATES: u64 = 2;
-
-/// Whether `code` is a list modify op (`Some(true)`), a list read op (`Some(false)`), or not
-/// a list op at all.
-pub(crate) fn is_modify(code: i64) -> Option<bool> {
-    match code {
-        0..=13 | 32..=40 => Some(true),
-        16..=27 => Some(false),
-        _ => None,
-    }
-}
+use crate::cdt::stored::{join_list_marker, split_list_marker};
+use crate::cdt::{particle_from_msgpack, CdtError, Exec, Particle, PAD_MAX};
 
 /// A list's order flags and elements.
 #[derive(Debug)]
@@ -81,7 +39,7 @@ struct ListVal {
 
 impl ListVal {
     fn ordered(&self) -> bool {
-        self.flags & 1 != 0
+        self.flags & list_order::ORDERED != 0
     }
 }
 
@@ -94,8 +52,8 @@ pub(crate) fn run(slot: &mut MsgValue, missing: bool, code: i64, args: &mut Args
             return Ok(Exec::untouched());
         }
         let flags = match code {
-            APPEND | APPEND_ITEMS => args.opt_uint(1, 0)? & 1,
-            INCREMENT => args.opt_uint(2, 0)? & 1,
+            APPEND | APPEND_ITEMS => args.opt_uint(1, 0)? & u64::from(list_order::ORDERED),
+            INCREMENT => args.opt_uint(2, 0)? & u64::from(list_order::ORDERED),
             SET_TYPE | INSERT | INSERT_ITEMS | SET => 0,
             SORT => return Err(CdtError::IncompatibleType),
             _ => return Ok(Exec::untouched()),
@@ -119,12 +77,13 @@ fn exec(list: &mut ListVal, code: i64, args: &mut Args) -> Result<Option<Particl
         SET_TYPE => {
             args.count(1, 1)?;
             let f = args.uint(0)?;
-            // Bit 0x10 (persisted index) is accepted and has no meaning here.
-            if f & !0x11 != 0 {
+            // The persisted-index bit is accepted and has no meaning in memory.
+            let ordered = u64::from(list_order::ORDERED);
+            if f & !(ordered | PERSIST_INDEX) != 0 {
                 return Err(CdtError::NotApplicable("invalid list flags"));
             }
-            let f = (f & 1) as u8;
-            if f == 1 && !list.ordered() {
+            let f = (f & ordered) as u8;
+            if f == list_order::ORDERED && !list.ordered() {
                 list.items.sort_by(cmp_total);
             }
             list.flags = f;
@@ -150,14 +109,14 @@ fn exec(list: &mut ListVal, code: i64, args: &mut Args) -> Result<Option<Particl
         POP | REMOVE => {
             args.count(1, 1)?;
             let sel = View::List(&list.items).by_index(args.index(0)?, 1, false)?;
-            let kind = if code == POP { ReturnKind::Value } else { ReturnKind::Count };
-            finish(list, sel, false, ReturnType::plain(kind), true)
+            let kind = if code == POP { ReturnType::Value } else { ReturnType::Count };
+            finish(list, sel, false, ReturnSpec::plain(kind), true)
         }
         POP_RANGE | REMOVE_RANGE => {
             args.count(1, 2)?;
             let sel = View::List(&list.items).by_index(args.index(0)?, args.opt_count(1)?, true)?;
-            let kind = if code == POP_RANGE { ReturnKind::Value } else { ReturnKind::Count };
-            finish(list, sel, true, ReturnType::plain(kind), true)
+            let kind = if code == POP_RANGE { ReturnType::Value } else { ReturnType::Count };
+            finish(list, sel, true, ReturnSpec::plain(kind), true)
         }
         SET => {
             args.count(2, 3)?;
@@ -195,12 +154,12 @@ fn exec(list: &mut ListVal, code: i64, args: &mut Args) -> Result<Option<Particl
         GET => {
             args.count(1, 1)?;
             let sel = View::List(&list.items).by_index(args.index(0)?, 1, false)?;
-            finish(list, sel, false, ReturnType::plain(ReturnKind::Value), false)
+            finish(list, sel, false, ReturnSpec::plain(ReturnType::Value), false)
         }
         GET_RANGE => {
             args.count(1, 2)?;
             let sel = View::List(&list.items).by_index(args.index(0)?, args.opt_count(1)?, true)?;
-            finish(list, sel, true, ReturnType::plain(ReturnKind::Value), false)
+            finish(list, sel, true, ReturnSpec::plain(ReturnType::Value), false)
         }
         GET_BY_INDEX | REMOVE_BY_INDEX | GET_BY_RANK | REMOVE_BY_RANK => {
             args.count(2, 2)?;
@@ -259,16 +218,16 @@ fn exec(list: &mut ListVal, code: i64, args: &mut Args) -> Result<Option<Particl
     }
 }
 
-fn single_return_type(args: &Args) -> Result<ReturnType, CdtError> {
-    let rt = ReturnType::parse(args.uint(0)?, false)?;
+fn single_return_type(args: &Args) -> Result<ReturnSpec, CdtError> {
+    let rt = ReturnSpec::parse(args.uint(0)?, false)?;
     if rt.inverted {
         return Err(CdtError::NotApplicable("inverted flag on a single-element op"));
     }
     Ok(rt)
 }
 
-fn multi_return_type(args: &Args) -> Result<ReturnType, CdtError> {
-    ReturnType::parse(args.uint(0)?, false)
+fn multi_return_type(args: &Args) -> Result<ReturnSpec, CdtError> {
+    ReturnSpec::parse(args.uint(0)?, false)
 }
 
 /// Builds the op's result from the selection, then removes the selection if asked.
@@ -276,7 +235,7 @@ fn finish(
     list: &mut ListVal,
     sel: Selection,
     multi: bool,
-    rt: ReturnType,
+    rt: ReturnSpec,
     remove: bool,
 ) -> Result<Option<Particle>, CdtError> {
     let result = build_result(View::List(&list.items), &sel, multi, rt)?;
@@ -463,25 +422,8 @@ fn sort(list: &mut ListVal, flags: u64) {
 mod tests {
     use petrel_proto::msgpack::{self, MsgValue};
 
+    use crate::cdt::tests::{i, l, op, s};
     use crate::cdt::{apply, msgpack_from_particle, CdtError, CdtOutcome, ParticleRef};
-
-    fn i(v: i64) -> MsgValue {
-        MsgValue::Int(v)
-    }
-
-    fn s(v: &str) -> MsgValue {
-        MsgValue::str(v)
-    }
-
-    fn l(items: Vec<MsgValue>) -> MsgValue {
-        MsgValue::List(items)
-    }
-
-    fn op(code: i64, args: Vec<MsgValue>) -> Vec<u8> {
-        let mut items = vec![i(code)];
-        items.extend(args);
-        msgpack::to_vec(&l(items))
-    }
 
     fn run(list: Option<&MsgValue>, code: i64, args: Vec<MsgValue>) -> Result<CdtOutcome, CdtError> {
         let bytes = list.map(msgpack::to_vec);

@@ -5,71 +5,35 @@
 //! map's index order is its key order. The flags (0 unordered, 1 key-ordered, 3 key-value
 //! ordered) are kept and re-encoded. Map policy arguments follow the clients: `put`/`put_items`
 //! take `(attributes, flags)`, the legacy `add`/`replace` ops take the attributes only or
-//! nothing. Selection and result building are shared with lists in `mod.rs`.
+//! nothing. Selection and result building are shared with lists in `select.rs`.
 
 use std::cmp::Ordering;
 
+use petrel_proto::cdt::map::{
+    is_modify, ADD, ADD_ITEMS, CLEAR, DECREMENT, GET_ALL_BY_VALUE, GET_BY_INDEX, GET_BY_INDEX_RANGE, GET_BY_KEY,
+    GET_BY_KEY_INTERVAL, GET_BY_KEY_LIST, GET_BY_KEY_REL_INDEX_RANGE, GET_BY_RANK, GET_BY_RANK_RANGE, GET_BY_VALUE,
+    GET_BY_VALUE_INTERVAL, GET_BY_VALUE_LIST, GET_BY_VALUE_REL_RANK_RANGE, INCREMENT, PUT, PUT_ITEMS,
+    REMOVE_ALL_BY_VALUE, REMOVE_BY_INDEX, REMOVE_BY_INDEX_RANGE, REMOVE_BY_KEY, REMOVE_BY_KEY_INTERVAL,
+    REMOVE_BY_KEY_LIST, REMOVE_BY_KEY_REL_INDEX_RANGE, REMOVE_BY_RANK, REMOVE_BY_RANK_RANGE, REMOVE_BY_VALUE,
+    REMOVE_BY_VALUE_INTERVAL, REMOVE_BY_VALUE_LIST, REMOVE_BY_VALUE_REL_RANK_RANGE, REPLACE, REPLACE_ITEMS, SET_TYPE,
+    SIZE,
+};
+use petrel_proto::cdt::map_order;
+use petrel_proto::cdt::map_write::{CREATE_ONLY, NO_FAIL, PARTIAL, UPDATE_ONLY};
+use petrel_proto::cdt::PERSIST_INDEX;
 use petrel_proto::msgpack::{MsgMap, MsgValue};
 use petrel_proto::ParticleType;
 
-use crate::cdt::{
-    build_result, cmp_total, cmp_values, in_interval, int_particle, particle_from_msgpack, rel_index, remove_selected,
-    sort_map, Args, CdtError, Delta, Exec, Particle, ReturnType, SelOrder, Selection, ValueSet, View,
+use crate::cdt::args::{Args, Delta};
+use crate::cdt::order::{cmp_total, cmp_values, in_interval, ValueSet};
+use crate::cdt::select::{
+    build_result, int_particle, rel_index, remove_selected, ReturnSpec, SelOrder, Selection, View,
 };
+use crate::cdt::stored::sort_map;
+use crate::cdt::{particle_from_msgpack, CdtError, Exec, Particle};
 
-pub(crate) const SET_TYPE: i64 = 64;
-pub(crate) const ADD: i64 = 65;
-pub(crate) const ADD_ITEMS: i64 = 66;
-pub(crate) const PUT: i64 = 67;
-pub(crate) const PUT_ITEMS: i64 = 68;
-pub(crate) const REPLACE: i64 = 69;
-pub(crate) const REPLACE_ITEMS: i64 = 70;
-pub(crate) const INCREMENT: i64 = 73;
-pub(crate) const DECREMENT: i64 = 74;
-pub(crate) const CLEAR: i64 = 75;
-pub(crate) const REMOVE_BY_KEY: i64 = 76;
-pub(crate) const REMOVE_BY_INDEX: i64 = 77;
-pub(crate) const REMOVE_BY_VALUE: i64 = 78;
-pub(crate) const REMOVE_BY_RANK: i64 = 79;
-pub(crate) const REMOVE_BY_KEY_LIST: i64 = 81;
-pub(crate) const REMOVE_ALL_BY_VALUE: i64 = 82;
-pub(crate) const REMOVE_BY_VALUE_LIST: i64 = 83;
-pub(crate) const REMOVE_BY_KEY_INTERVAL: i64 = 84;
-pub(crate) const REMOVE_BY_INDEX_RANGE: i64 = 85;
-pub(crate) const REMOVE_BY_VALUE_INTERVAL: i64 = 86;
-pub(crate) const REMOVE_BY_RANK_RANGE: i64 = 87;
-pub(crate) const REMOVE_BY_KEY_REL_INDEX_RANGE: i64 = 88;
-pub(crate) const REMOVE_BY_VALUE_REL_RANK_RANGE: i64 = 89;
-pub(crate) const SIZE: i64 = 96;
-pub(crate) const GET_BY_KEY: i64 = 97;
-pub(crate) const GET_BY_INDEX: i64 = 98;
-pub(crate) const GET_BY_VALUE: i64 = 99;
-pub(crate) const GET_BY_RANK: i64 = 100;
-pub(crate) const GET_ALL_BY_VALUE: i64 = 102;
-pub(crate) const GET_BY_KEY_INTERVAL: i64 = 103;
-pub(crate) const GET_BY_INDEX_RANGE: i64 = 104;
-pub(crate) const GET_BY_VALUE_INTERVAL: i64 = 105;
-pub(crate) const GET_BY_RANK_RANGE: i64 = 106;
-pub(crate) const GET_BY_KEY_LIST: i64 = 107;
-pub(crate) const GET_BY_VALUE_LIST: i64 = 108;
-pub(crate) const GET_BY_KEY_REL_INDEX_RANGE: i64 = 109;
-pub(crate) const GET_BY_VALUE_REL_RANK_RANGE: i64 = 110;
-
-/// Map write flags.
-const CREATE_ONLY: u64 = 1;
-const UPDATE_ONLY: u64 = 2;
-const NO_FAIL: u64 = 4;
-const PARTIAL: u64 = 8;
-
-/// Whether `code` is a map modify op (`Some(true)`), a map read op (`Some(false)`), or not a
-/// map op at all.
-pub(crate) fn is_modify(code: i64) -> Option<bool> {
-    match code {
-        64..=70 | 73..=79 | 81..=89 => Some(true),
-        96..=100 | 102..=110 => Some(false),
-        _ => None,
-    }
-}
+/// The bits of a map's order flags.
+const ORDER_BITS: u64 = map_order::KEY_VALUE_ORDERED as u64;
 
 /// Map keys must be integers, strings or blobs.
 pub(crate) fn check_key(k: &MsgValue) -> Result<(), CdtError> {
@@ -119,7 +83,7 @@ pub(crate) fn run(slot: &mut MsgValue, missing: bool, code: i64, args: &mut Args
             REPLACE_ITEMS => return Err(CdtError::ElementNotFound),
             _ => return Ok(Exec::untouched()),
         };
-        *slot = MsgValue::Map(MsgMap { flags: (attr & 3) as u8, entries: Vec::new() });
+        *slot = MsgValue::Map(MsgMap { flags: (attr & ORDER_BITS) as u8, entries: Vec::new() });
     }
     let MsgValue::Map(m) = slot else {
         return Err(CdtError::IncompatibleType);
@@ -135,11 +99,11 @@ fn exec(m: &mut MsgMap, code: i64, args: &mut Args) -> Result<Option<Particle>, 
         SET_TYPE => {
             args.count(1, 1)?;
             let f = args.uint(0)?;
-            // Bit 0x10 (persisted index) is accepted and has no meaning here.
-            if f & !0x13 != 0 {
+            // The persisted-index bit is accepted and has no meaning in memory.
+            if f & !(ORDER_BITS | PERSIST_INDEX) != 0 {
                 return Err(CdtError::NotApplicable("invalid map flags"));
             }
-            m.flags = (f & 3) as u8;
+            m.flags = (f & ORDER_BITS) as u8;
             Ok(None)
         }
         ADD | PUT | REPLACE => {
@@ -276,16 +240,16 @@ fn exec(m: &mut MsgMap, code: i64, args: &mut Args) -> Result<Option<Particle>, 
     }
 }
 
-fn single_return_type(args: &Args) -> Result<ReturnType, CdtError> {
-    let rt = ReturnType::parse(args.uint(0)?, true)?;
+fn single_return_type(args: &Args) -> Result<ReturnSpec, CdtError> {
+    let rt = ReturnSpec::parse(args.uint(0)?, true)?;
     if rt.inverted {
         return Err(CdtError::NotApplicable("inverted flag on a single-element op"));
     }
     Ok(rt)
 }
 
-fn multi_return_type(args: &Args) -> Result<ReturnType, CdtError> {
-    ReturnType::parse(args.uint(0)?, true)
+fn multi_return_type(args: &Args) -> Result<ReturnSpec, CdtError> {
+    ReturnSpec::parse(args.uint(0)?, true)
 }
 
 /// The entries whose key satisfies `pred`, in key order.
@@ -309,7 +273,7 @@ fn finish(
     m: &mut MsgMap,
     sel: Selection,
     multi: bool,
-    rt: ReturnType,
+    rt: ReturnSpec,
     remove: bool,
 ) -> Result<Option<Particle>, CdtError> {
     let result = build_result(View::Map(&m.entries), &sel, multi, rt)?;
@@ -397,28 +361,11 @@ fn put_items(m: &mut MsgMap, items: Vec<(MsgValue, MsgValue)>, ctl: Control) -> 
 mod tests {
     use petrel_proto::msgpack::{self, MsgMap, MsgValue};
 
+    use crate::cdt::tests::{i, l, op, s};
     use crate::cdt::{apply, msgpack_from_particle, CdtError, CdtOutcome, ParticleRef};
-
-    fn i(v: i64) -> MsgValue {
-        MsgValue::Int(v)
-    }
-
-    fn s(v: &str) -> MsgValue {
-        MsgValue::str(v)
-    }
-
-    fn l(items: Vec<MsgValue>) -> MsgValue {
-        MsgValue::List(items)
-    }
 
     fn m(flags: u8, entries: Vec<(MsgValue, MsgValue)>) -> MsgValue {
         MsgValue::Map(MsgMap { flags, entries })
-    }
-
-    fn op(code: i64, args: Vec<MsgValue>) -> Vec<u8> {
-        let mut items = vec![i(code)];
-        items.extend(args);
-        msgpack::to_vec(&l(items))
     }
 
     fn run(map: Option<&MsgValue>, code: i64, args: Vec<MsgValue>) -> Result<CdtOutcome, CdtError> {

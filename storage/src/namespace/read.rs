@@ -1,0 +1,49 @@
+//! Reads: a record's selected bins handed out under its sprig lock, and existence checks.
+
+use petrel_proto::Digest;
+
+use crate::engine::StorageEngine;
+use crate::namespace::{Namespace, RecordMeta};
+use crate::ops::ReadSelect;
+use crate::record::{BinRef, ImageView};
+use crate::StorageError;
+
+impl<E: StorageEngine> Namespace<E> {
+    /// Reads a record, handing each selected bin to `sink` while the record is locked (so a
+    /// caller can copy it straight into its answer).
+    pub fn read(
+        &self,
+        digest: &Digest,
+        select: ReadSelect<'_>,
+        mut sink: impl FnMut(BinRef<'_>),
+    ) -> Result<RecordMeta, StorageError> {
+        let now_secs = self.clock.now_secs();
+        let mut tree = self.partitions[digest.partition_id() as usize].lock(digest);
+        let h = self.find_live(&mut tree, digest, now_secs).ok_or(StorageError::NotFound)?;
+        let entry = tree.entry(h);
+        let meta = RecordMeta::of(entry);
+        if matches!(select, ReadSelect::NoBins) {
+            return Ok(meta);
+        }
+        let mut scratch = Vec::new();
+        let loc = entry.loc().ok_or(StorageError::Internal("live entry without data"))?;
+        let image = ImageView::parse(self.engine.read(loc, &mut scratch)?)?;
+        for bin in image.bins() {
+            let bin = bin?;
+            let wanted = match select {
+                ReadSelect::All => true,
+                ReadSelect::Bins(names) => names.contains(&bin.name),
+                ReadSelect::NoBins => false,
+            };
+            if wanted {
+                sink(bin);
+            }
+        }
+        Ok(meta)
+    }
+
+    /// Whether a live record exists, and its metadata.
+    pub fn exists(&self, digest: &Digest) -> Result<RecordMeta, StorageError> {
+        self.read(digest, ReadSelect::NoBins, |_| {})
+    }
+}
