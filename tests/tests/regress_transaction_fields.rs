@@ -81,6 +81,9 @@ const WRITE: MsgHeader = MsgHeader {
 };
 const READ: MsgHeader = MsgHeader { info1: info1::READ | info1::GET_ALL, info2: 0, ..WRITE };
 
+/// What a case sends: its name, its header and its transaction fields.
+type Case<'a> = (&'static str, MsgHeader, Vec<(FieldType, &'a [u8])>);
+
 #[test]
 fn transaction_tagged_commands_are_refused_and_leave_no_trace() {
     let server = Petreld::start(&petreld_path!(), &[], &[]);
@@ -89,7 +92,7 @@ fn transaction_tagged_commands_are_refused_and_leave_no_trace() {
     let txn_id = 0x1234_5678_9abc_def0u64.to_le_bytes();
     let deadline = 10u32.to_le_bytes();
     let version = [0u8; 7];
-    let cases: [(&str, MsgHeader, Vec<(FieldType, &[u8])>); 5] = [
+    let cases: [Case<'_>; 5] = [
         ("transaction id", WRITE, vec![(FieldType::TxnId, &txn_id)]),
         ("id and deadline", WRITE, vec![(FieldType::TxnId, &txn_id), (FieldType::TxnDeadline, &deadline)]),
         ("record version", WRITE, vec![(FieldType::RecordVersion, &version)]),
