@@ -31,6 +31,10 @@ pub enum StorageError {
     BinName(&'static str),
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
+    #[error("bin already exists")]
+    BinExists,
+    #[error("bin not found")]
+    BinNotFound,
     #[error("collection element not found")]
     ElementNotFound,
     #[error("collection element exists")]
@@ -58,6 +62,8 @@ impl StorageError {
             NamespaceNotFound => ResultCode::Namespace,
             BinName(_) => ResultCode::BinName,
             Forbidden(_) => ResultCode::Forbidden,
+            BinExists => ResultCode::BinExists,
+            BinNotFound => ResultCode::BinNotFound,
             ElementNotFound => ResultCode::ElementNotFound,
             ElementExists => ResultCode::ElementExists,
             OpNotApplicable(_) => ResultCode::OpNotApplicable,

@@ -4,7 +4,8 @@
 //!   keyed by digest, each sprig behind its own lock.
 //! * [`engine`] — where record data lives ([`StorageEngine`]); today in memory.
 //! * [`record`] — the data image of a record; [`value`] — bin values and their checks.
-//! * [`ops`] — the single-record operations and policies; [`cdt`] — list and map operations.
+//! * [`ops`] — the single-record operations and policies; [`cdt`] — list and map operations;
+//!   [`bits`] — bitwise operations on bytes bins; [`hll`] — HyperLogLog operations.
 //! * [`namespace`] — a namespace: partitions, sets, reads, operates, deletes, copies from other
 //!   nodes, scans, truncation, statistics.
 //! * [`nsup`] — the background supervisor and its passes (expiry, eviction); [`clock`] — time
@@ -12,13 +13,16 @@
 //!
 //! This crate knows nothing of sockets or of other nodes.
 
+pub mod bits;
 pub mod cdt;
 pub mod clock;
 pub mod engine;
 mod error;
+pub mod hll;
 pub mod index;
 pub mod namespace;
 pub mod nsup;
+mod oparg;
 pub mod ops;
 pub mod record;
 pub mod value;

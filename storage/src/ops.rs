@@ -28,12 +28,20 @@ pub enum Op<'a> {
     CdtRead { bin: &'a [u8], payload: &'a [u8] },
     /// A list or map modify.
     CdtModify { bin: &'a [u8], payload: &'a [u8] },
+    /// A bit read on a bytes bin; `payload` is the msgpack `[op_code, args...]`.
+    BitRead { bin: &'a [u8], payload: &'a [u8] },
+    /// A bit modify on a bytes bin.
+    BitModify { bin: &'a [u8], payload: &'a [u8] },
+    /// A HyperLogLog read; `payload` is the msgpack `[op_code, args...]`.
+    HllRead { bin: &'a [u8], payload: &'a [u8] },
+    /// A HyperLogLog modify.
+    HllModify { bin: &'a [u8], payload: &'a [u8] },
 }
 
 impl Op<'_> {
     /// Whether the op changes the record.
     pub fn is_write(&self) -> bool {
-        !matches!(self, Op::Read { .. } | Op::CdtRead { .. })
+        !matches!(self, Op::Read { .. } | Op::CdtRead { .. } | Op::BitRead { .. } | Op::HllRead { .. })
     }
 
     /// The wire op type, echoed in results.
@@ -48,6 +56,10 @@ impl Op<'_> {
             Op::DeleteRecord => OpType::Delete,
             Op::CdtRead { .. } => OpType::CdtRead,
             Op::CdtModify { .. } => OpType::CdtModify,
+            Op::BitRead { .. } => OpType::BitRead,
+            Op::BitModify { .. } => OpType::BitModify,
+            Op::HllRead { .. } => OpType::HllRead,
+            Op::HllModify { .. } => OpType::HllModify,
         }
     }
 
@@ -60,7 +72,11 @@ impl Op<'_> {
             | Op::Append { bin, .. }
             | Op::Prepend { bin, .. }
             | Op::CdtRead { bin, .. }
-            | Op::CdtModify { bin, .. } => bin,
+            | Op::CdtModify { bin, .. }
+            | Op::BitRead { bin, .. }
+            | Op::BitModify { bin, .. }
+            | Op::HllRead { bin, .. }
+            | Op::HllModify { bin, .. } => bin,
             Op::Touch | Op::DeleteRecord => b"",
         }
     }
@@ -165,6 +181,15 @@ pub struct OpResult {
     pub bin: Vec<u8>,
     /// The value; `None` answers as a nil particle.
     pub value: Option<Particle>,
+}
+
+/// What a bit or HLL operation did to its bin.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BinOutcome {
+    /// The bin's new value; `None` leaves the bin as it was.
+    pub new_value: Option<Particle>,
+    /// The op's answer, if it has one.
+    pub result: Option<Particle>,
 }
 
 /// Which bins a read returns.

@@ -96,6 +96,10 @@ pub(crate) fn prepare_for_store(p: ParticleRef<'_>) -> Result<Cow<'_, [u8]>, Sto
         ParticleType::Bool => particle::decode_bool(p.bytes).map(|_| Cow::Borrowed(p.bytes)).map_err(Into::into),
         ParticleType::GeoJson => particle::geojson_text(p.bytes).map(|_| Cow::Borrowed(p.bytes)).map_err(Into::into),
         ParticleType::List | ParticleType::Map => Ok(Cow::Owned(cdt::normalize_collection(p.particle, p.bytes)?)),
+        // An HLL is only ever stored in the layout every server reads.
+        ParticleType::Hll if !petrel_proto::hll::layout_ok(p.bytes) => {
+            Err(StorageError::Parameter("HLL value has a bad header or length"))
+        }
         _ => Ok(Cow::Borrowed(p.bytes)),
     }
 }

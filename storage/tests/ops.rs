@@ -70,7 +70,9 @@ fn every_bin_type_round_trips() {
         ("m", Value::Map(vec![0x82, 0xa2, 0x03, 0x61, 0x02, 0xa2, 0x03, 0x7a, 0x01])),
         ("t", Value::Bool(true)),
         ("g", Value::GeoJson("{\"type\":\"Point\",\"coordinates\":[1,2]}".into())),
-        ("h", Value::Hll(vec![1, 2, 3, 4])),
+        // An empty sketch of 16 registers: header (flags, index bits, min-hash bits, cached
+        // count), then 12 bytes of registers; other HLL bytes are refused.
+        ("h", Value::Hll([&[0, 4, 0][..], &[0; 8], &[0; 12]].concat())),
         ("n", Value::Nil),
     ];
     let meta = put(&ns, key(1), &bins, WritePolicy::default()).expect("put");
@@ -557,6 +559,42 @@ fn list_and_map_operations_match_the_golden_exchange() {
     // A malformed payload.
     let malformed = [Op::CdtModify { bin: b"l", payload: &[0x92, 0x01] }];
     assert_eq!(operate(&ns, key(1), &malformed, false).unwrap_err().result_code(), ResultCode::Parameter);
+    assert_eq!(get(&ns, key(1)).expect("get"), bins);
+}
+
+#[test]
+fn bit_and_hll_operations_are_atomic_and_answer_like_cdt_ops() {
+    let (ns, _) = ns();
+    put(&ns, key(1), &[("b", Value::Bytes(vec![0x0f, 0xf0]))], WritePolicy::default()).expect("put");
+    // Bit not of the whole blob, bit count, HLL add of "a" and "b" (8 index bits), HLL count:
+    // payloads as the official clients pack them.
+    let ops = [
+        Op::BitModify { bin: b"b", payload: &[0x94, 0x07, 0x00, 0x10, 0x00] },
+        Op::BitRead { bin: b"b", payload: &[0x93, 0x33, 0x00, 0x04] },
+        Op::HllModify { bin: b"h", payload: &[0x95, 0x01, 0x92, 0xa2, 0x03, 0x61, 0xa2, 0x03, 0x62, 0x08, 0xff, 0x00] },
+        Op::HllRead { bin: b"h", payload: &[0x91, 0x32] },
+    ];
+    let results = operate(&ns, key(1), &ops, true).expect("operate");
+    let values: Vec<Option<Particle>> = results.into_iter().map(|r| r.value).collect();
+    let int = |v: i64| Some(Particle { particle: 1, bytes: v.to_be_bytes().to_vec() });
+    // The modify answers nil when every op is answered; HLL add answers registers changed.
+    assert_eq!(values, vec![None, int(4), int(2), int(2)]);
+    let bins = get(&ns, key(1)).expect("get");
+    assert_eq!(bins[0].1, Value::Bytes(vec![0xf0, 0x0f]));
+    let Value::Hll(h) = &bins[1].1 else { panic!("an HLL bin") };
+    assert_eq!(&h[..3], &[0, 8, 0]);
+
+    // A later op's failure leaves nothing of the earlier ones: not, then set past the end.
+    let failing = [
+        Op::BitModify { bin: b"b", payload: &[0x94, 0x07, 0x00, 0x10, 0x00] },
+        Op::BitModify { bin: b"b", payload: &[0x94, 0x03, 0x10, 0x08, 0xa2, 0x04, 0xff] },
+    ];
+    assert_eq!(operate(&ns, key(1), &failing, false).unwrap_err().result_code(), ResultCode::OpNotApplicable);
+    // An HLL op on the bytes bin, and a bit op on the HLL bin.
+    let on_bytes = [Op::HllRead { bin: b"b", payload: &[0x91, 0x32] }];
+    assert_eq!(operate(&ns, key(1), &on_bytes, false).unwrap_err().result_code(), ResultCode::IncompatibleType);
+    let on_hll = [Op::BitRead { bin: b"h", payload: &[0x93, 0x33, 0x00, 0x04] }];
+    assert_eq!(operate(&ns, key(1), &on_hll, false).unwrap_err().result_code(), ResultCode::IncompatibleType);
     assert_eq!(get(&ns, key(1)).expect("get"), bins);
 }
 

@@ -19,9 +19,9 @@ pub(crate) enum Kind {
     Read,
     /// Metadata only.
     Exists,
-    /// Read operations (CDT reads and the like): an operate that writes nothing.
+    /// Read operations (CDT, bit and HLL reads and the like): an operate that writes nothing.
     ReadOps,
-    /// An operate that writes (put, increment, append, touch, CDT modify …).
+    /// An operate that writes (put, increment, append, touch, CDT, bit and HLL modifies …).
     Write,
     /// Removal of the record.
     Delete,
@@ -144,7 +144,13 @@ impl<'n, 'a> Single<'n, 'a> {
                 Some(OpType::Prepend) => Op::Prepend { bin: w.name, value },
                 Some(OpType::Touch) => Op::Touch,
                 Some(OpType::Delete) => Op::DeleteRecord,
-                Some(_) => return Err(StorageError::Unsupported("expression, bit and HLL operations")),
+                Some(OpType::BitRead) => Op::BitRead { bin: w.name, payload: w.value },
+                Some(OpType::BitModify) => Op::BitModify { bin: w.name, payload: w.value },
+                Some(OpType::HllRead) => Op::HllRead { bin: w.name, payload: w.value },
+                Some(OpType::HllModify) => Op::HllModify { bin: w.name, payload: w.value },
+                Some(OpType::ExpRead | OpType::ExpModify) => {
+                    return Err(StorageError::Unsupported("expression operations"))
+                }
                 None => return Err(StorageError::Parameter("unknown op type")),
             };
             ops.push(op);

@@ -1,16 +1,16 @@
 //! The bin-op engine: what each op of an operate does to a record's bins (read, write, add,
-//! append, prepend, touch, delete, list and map ops) and what it answers. It works on a list
+//! append, prepend, touch, delete, list and map, bit and HyperLogLog ops) and what it answers. It works on a list
 //! of [`WorkBin`]s that borrow from the stored image until an op changes them, so ops that
 //! change little copy little.
 
 use petrel_proto::particle;
 use petrel_proto::ParticleType;
 
-use crate::cdt;
-use crate::ops::{Op, OpResult};
+use crate::ops::{BinOutcome, Op, OpResult};
 use crate::record::{self, BinRef};
 use crate::value::{prepare_for_store, Particle, ParticleRef};
 use crate::StorageError;
+use crate::{bits, cdt, hll};
 
 /// Bytes borrowed from the old image or owned after a change.
 #[derive(Debug)]
@@ -81,12 +81,14 @@ fn set_bin<'a>(bins: &mut WorkBins<'a>, name: &'a [u8], particle: u8, value: Cow
 }
 
 /// Applies one op to the bins, pushing its answer (if any) onto `results`; with
-/// `respond_all`, writes answer too.
+/// `respond_all`, writes answer too. `size_limit_bytes` (the record size limit) bounds what a
+/// bit op may grow a bin to before anything is allocated for it.
 pub(super) fn apply_op<'a>(
     op: &Op<'a>,
     bins: &mut WorkBins<'a>,
     results: &mut Vec<OpResult>,
     respond_all: bool,
+    size_limit_bytes: usize,
 ) -> Result<(), StorageError> {
     let op_type = op.op_type();
     let write_ack = |results: &mut Vec<OpResult>, bin: &[u8]| {
@@ -174,6 +176,36 @@ pub(super) fn apply_op<'a>(
                 None => {}
             }
         }
+        Op::BitRead { bin, payload } | Op::BitModify { bin, payload } => {
+            let current = find_bin(bins, bin).map(|i| bins[i].particle_ref());
+            let modify = matches!(op, Op::BitModify { .. });
+            let outcome = bits::apply(current, payload, modify, size_limit_bytes)?;
+            apply_outcome(bins, results, respond_all, op_type, bin, outcome)?;
+        }
+        Op::HllRead { bin, payload } | Op::HllModify { bin, payload } => {
+            let current = find_bin(bins, bin).map(|i| bins[i].particle_ref());
+            let outcome = hll::apply(current, payload, matches!(op, Op::HllModify { .. }))?;
+            apply_outcome(bins, results, respond_all, op_type, bin, outcome)?;
+        }
+    }
+    Ok(())
+}
+
+/// Stores a bit or HLL op's new value and answers it like a CDT op: its result, or nil when
+/// every op is to be answered.
+fn apply_outcome<'a>(
+    bins: &mut WorkBins<'a>,
+    results: &mut Vec<OpResult>,
+    respond_all: bool,
+    op_type: petrel_proto::wire::OpType,
+    bin: &'a [u8],
+    outcome: BinOutcome,
+) -> Result<(), StorageError> {
+    if let Some(p) = outcome.new_value {
+        set_bin(bins, bin, p.particle, CowBytes::Owned(p.bytes))?;
+    }
+    if outcome.result.is_some() || respond_all {
+        results.push(OpResult { op_type, bin: bin.to_vec(), value: outcome.result });
     }
     Ok(())
 }

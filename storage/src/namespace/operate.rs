@@ -116,7 +116,7 @@ impl<E: StorageEngine> Namespace<E> {
                 }
             }
             for op in req.ops {
-                apply_op(op, &mut bins, &mut results, policy.respond_all_ops)?;
+                apply_op(op, &mut bins, &mut results, policy.respond_all_ops, max_record_size)?;
             }
             if !bins.is_empty() {
                 let size = record::encoded_len(key, bins.iter().map(|b| (b.name, b.value.len())));
@@ -156,6 +156,8 @@ impl<E: StorageEngine> Namespace<E> {
 
     /// An operate with no write: runs the ops on the borrowed image and changes nothing.
     fn operate_read_only(&self, req: &OperateRequest<'_>) -> Result<OperateOutcome, StorageError> {
+        // Settings before the partition lock, as for writes; reads never grow a bin anyway.
+        let max_record_size = self.config.read().max_record_size_bytes;
         let now_secs = self.clock.now_secs();
         let digest = &req.digest;
         let mut tree = self.partitions[digest.partition_id() as usize].lock(digest);
@@ -170,7 +172,7 @@ impl<E: StorageEngine> Namespace<E> {
         }
         let mut results = Vec::new();
         for op in req.ops {
-            apply_op(op, &mut bins, &mut results, req.policy.respond_all_ops)?;
+            apply_op(op, &mut bins, &mut results, req.policy.respond_all_ops, max_record_size)?;
         }
         Ok(OperateOutcome { meta: RecordMeta::of(e), results, image: None })
     }
