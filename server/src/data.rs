@@ -7,9 +7,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use petrel_cluster::runtime::{ClusterNode, Route, PROXY_HOPS_MAX};
-use petrel_proto::cluster::fabric_message::Body;
-use petrel_proto::cluster::{RecordCopy, RecordRef};
+use petrel_cluster::{ClusterNode, CommitLevel, Route, WriteCopy, PROXY_HOPS_MAX};
 
 use petrel_proto::message::{
     begin_frame, end_frame, write_field, write_key_field, write_op, Message, MessageLimits, MsgHeader,
@@ -240,20 +238,14 @@ async fn single(node: &Node, msg: &Message<'_>, out: &mut Vec<u8>, row_index: u3
         Ok(None) => {}
         Ok(Some(copy)) => {
             if let Some(cluster) = cluster {
-                let targets = cluster.copy_targets(sns.index, copy.partition);
-                if !targets.is_empty() {
-                    if msg.header.info3 & info3::COMMIT_MASTER != 0 {
-                        let cluster = std::sync::Arc::clone(cluster);
-                        tokio::spawn(async move {
-                            let _ = cluster.replicate(&targets, copy.body).await;
-                        });
-                    } else if let Err(code) = cluster.replicate(&targets, copy.body).await {
-                        // Applied here but not on every owner: the client must not take it
-                        // as done.
-                        node.counters.replication_failures.fetch_add(1, Ordering::Relaxed);
-                        out.truncate(answer_at);
-                        begin_answer(out, code, RecordMeta::default(), row_index);
-                    }
+                let commit =
+                    if msg.header.info3 & info3::COMMIT_MASTER != 0 { CommitLevel::Master } else { CommitLevel::All };
+                if let Err(code) = cluster.write_copies(sns.index, copy, commit).await {
+                    // Applied here but not on every owner: the client must not take it as
+                    // done.
+                    node.counters.replication_failures.fetch_add(1, Ordering::Relaxed);
+                    out.truncate(answer_at);
+                    begin_answer(out, code, RecordMeta::default(), row_index);
                 }
             }
         }
@@ -280,12 +272,6 @@ fn answer_operate(out: &mut Vec<u8>, outcome: &OperateOutcome, row_index: u32) {
     set_ops_count(out, at, outcome.results.len());
 }
 
-/// What a write hands the other owners of its partition.
-struct CopyToSend {
-    partition: u16,
-    body: Body,
-}
-
 /// Runs a single-record command into `out`. With `replicated`, a write also returns what
 /// the other owners must apply.
 fn run_single(
@@ -294,7 +280,7 @@ fn run_single(
     out: &mut Vec<u8>,
     row_index: u32,
     replicated: bool,
-) -> Result<Option<CopyToSend>, StorageError> {
+) -> Result<Option<WriteCopy>, StorageError> {
     let ns = &sns.ns;
     let h = msg.header;
     if msg.field(FieldType::Filter).is_some() {
@@ -308,7 +294,7 @@ fn run_single(
         if h.info2 & info2::DELETE != 0 {
             ns.delete(&digest, policy.generation)?;
             begin_answer(out, ResultCode::Ok, RecordMeta::default(), row_index);
-            return Ok(replicated.then(|| delete_copy(ns, &digest)));
+            return Ok(replicated.then_some(WriteCopy::Delete { digest }));
         }
         let ops = storage_ops(msg)?;
         if ops.is_empty() {
@@ -320,20 +306,9 @@ fn run_single(
             return Ok(None);
         }
         return Ok(Some(match outcome.image.take() {
-            Some(image) => CopyToSend {
-                partition: digest.partition_id(),
-                body: Body::ReplicaWrite(RecordCopy {
-                    namespace: ns.name().to_string(),
-                    digest: digest.as_bytes().to_vec(),
-                    set: set.to_vec(),
-                    generation: outcome.meta.generation as u32,
-                    void_time: outcome.meta.void_time,
-                    lut_ms: outcome.meta.lut_ms,
-                    image,
-                }),
-            },
+            Some(image) => WriteCopy::Record { digest, set: set.to_vec(), meta: outcome.meta, image },
             // The ops removed the record.
-            None => delete_copy(ns, &digest),
+            None => WriteCopy::Delete { digest },
         }));
     }
     // Reads.
@@ -376,13 +351,6 @@ fn run_single(
         let outcome = ns.operate(&OperateRequest { digest, set, key: None, policy, ops: &ops })?;
         answer_operate(out, &outcome, row_index);
         Ok(None)
-    }
-}
-
-fn delete_copy(ns: &petrel_storage::Namespace, digest: &Digest) -> CopyToSend {
-    CopyToSend {
-        partition: digest.partition_id(),
-        body: Body::ReplicaDelete(RecordRef { namespace: ns.name().to_string(), digest: digest.as_bytes().to_vec() }),
     }
 }
 

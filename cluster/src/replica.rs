@@ -1,0 +1,251 @@
+//! Replica writes. The partition's master hands every write it applied to the partition's
+//! other owners through [`ClusterNode::write_copies`], under its installed cluster key. A
+//! copy refused (the receiver has another view installed) or lost is sent again under the
+//! plan as it then is, until every owner applied it, this node is no longer the acting
+//! master, or [`REPLICA_WRITE_DEADLINE_MS`] passes.
+//!
+//! A replica applies the master's copies in sequence (`Namespace::apply_replica`) and
+//! acknowledges only a copy it applied; a copy overtaken by a later one counts as applied,
+//! since the later one includes it.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use petrel_proto::cluster::fabric_message::Body;
+use petrel_proto::cluster::replica_write::Change;
+use petrel_proto::cluster::{RecordCopy, RecordRef, ReplicaWrite};
+use petrel_proto::{Digest, ResultCode};
+use petrel_storage::namespace::{RecordCopy as StoredCopy, RecordMeta, ReplicaApplied};
+use smallvec::SmallVec;
+
+use crate::node::{ack, ack_result, ClusterNode};
+use crate::partition_table::NodeId;
+
+/// How long a write may take to reach every other owner of its partition, retries included.
+/// Long enough to ride out a view change between live nodes (an exchange and a plan install
+/// take a few round trips); short enough that a client with a timeout of a second or two
+/// hears a definite answer, and retries, rather than timing out on a write it cannot judge.
+/// A replica that died is left out by the next view, which takes longer than this: such
+/// writes fail and the client retries them under the new view.
+pub const REPLICA_WRITE_DEADLINE_MS: u64 = 1_500;
+
+/// Pause before copies that were refused or lost are sent again: a plan being installed on
+/// the receiver needs a moment, and a copy sent again at once would be refused again.
+const REPLICA_WRITE_RETRY_PAUSE_MS: u64 = 20;
+
+/// Owners a write goes to, with their fabric address when known.
+type Targets = SmallVec<[(NodeId, Option<SocketAddr>); 4]>;
+
+/// The outcome of a write that the other owners must apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteCopy {
+    /// The record as the write left it.
+    Record { digest: Digest, set: Vec<u8>, meta: RecordMeta, image: Vec<u8> },
+    /// The write removed the record.
+    Delete { digest: Digest },
+}
+
+impl WriteCopy {
+    pub fn digest(&self) -> &Digest {
+        match self {
+            WriteCopy::Record { digest, .. } | WriteCopy::Delete { digest } => digest,
+        }
+    }
+
+    fn change(&self, namespace: &str) -> Change {
+        match self {
+            WriteCopy::Record { digest, set, meta, image } => {
+                Change::Record(record_copy(namespace, digest, set.clone(), meta, image.clone()))
+            }
+            WriteCopy::Delete { digest } => {
+                Change::Delete(RecordRef { namespace: namespace.to_string(), digest: digest.as_bytes().to_vec() })
+            }
+        }
+    }
+}
+
+/// When a write is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CommitLevel {
+    /// Once every other owner applied it.
+    #[default]
+    All,
+    /// At once; the copies go out in the background.
+    Master,
+}
+
+/// A record copy as it goes over the fabric.
+pub(crate) fn record_copy(
+    namespace: &str,
+    digest: &Digest,
+    set: Vec<u8>,
+    meta: &RecordMeta,
+    image: Vec<u8>,
+) -> RecordCopy {
+    RecordCopy {
+        namespace: namespace.to_string(),
+        digest: digest.as_bytes().to_vec(),
+        set,
+        generation: u32::from(meta.generation),
+        void_time: meta.void_time,
+        lut_ms: meta.lut_ms,
+        image,
+    }
+}
+
+/// A record copy from a peer, checked, as storage takes it.
+pub(crate) fn stored_copy(copy: &RecordCopy) -> Result<StoredCopy<'_>, ResultCode> {
+    let digest = Digest::from_slice(&copy.digest).ok_or(ResultCode::Parameter)?;
+    let generation = u16::try_from(copy.generation).map_err(|_| ResultCode::Parameter)?;
+    Ok(StoredCopy {
+        digest,
+        set: &copy.set,
+        meta: RecordMeta { generation, void_time: copy.void_time, lut_ms: copy.lut_ms },
+        image: &copy.image,
+    })
+}
+
+impl ClusterNode {
+    /// Hands the outcome of a write applied here, on partition `copy.digest()` of namespace
+    /// `ns`, to the partition's other owners. With [`CommitLevel::All`] it returns once every
+    /// one applied it, or with the error that kept one from it; with [`CommitLevel::Master`]
+    /// it returns at once (unless too many copies are already on their way, then it waits
+    /// like `All`, so that they cannot pile up).
+    pub async fn write_copies(&self, ns: usize, copy: WriteCopy, commit: CommitLevel) -> Result<(), ResultCode> {
+        if ns >= self.namespaces.len() {
+            return Err(ResultCode::Namespace);
+        }
+        if commit == CommitLevel::Master {
+            let permit = Arc::clone(&self.background_copies).try_acquire_owned();
+            if let (Ok(permit), Some(node)) = (permit, self.this.upgrade()) {
+                tokio::spawn(async move {
+                    // The client has its answer; a failure shows in the counters and the log.
+                    let _ = node.send_copies(ns, &copy).await;
+                    drop(permit);
+                });
+                return Ok(());
+            }
+        }
+        self.send_copies(ns, &copy).await
+    }
+
+    /// Sends `copy` until every other owner applied it; see the module comment.
+    async fn send_copies(&self, ns: usize, copy: &WriteCopy) -> Result<(), ResultCode> {
+        let pid = copy.digest().partition_id();
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(REPLICA_WRITE_DEADLINE_MS);
+        let name = self.namespaces[ns].name();
+        let change = copy.change(name);
+        // Owners that applied the copy; they keep it across a view change.
+        let mut applied: SmallVec<[NodeId; 4]> = SmallVec::new();
+        let result = loop {
+            let Some((key, targets)) = self.copy_targets(ns, pid, &applied) else {
+                // Another node masters the partition now; this write is not this node's to
+                // finish, and the client must not take it as done.
+                break Err(ResultCode::Unavailable);
+            };
+            if targets.is_empty() {
+                break Ok(());
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                break Err(ResultCode::Timeout);
+            }
+            let body = Body::ReplicaWrite(ReplicaWrite { cluster_key: key, change: Some(change.clone()) });
+            self.counters.replica_writes_sent.fetch_add(targets.len() as u64, Ordering::Relaxed);
+            let reachable: SmallVec<[(NodeId, SocketAddr); 4]> =
+                targets.iter().filter_map(|&(n, addr)| Some((n, addr?))).collect();
+            // An owner whose address is unknown counts as not reached.
+            let (mut failure, mut again) = (None, reachable.len() < targets.len());
+            for (node, outcome) in self.request_each(&reachable, body, deadline - now, ack_result).await {
+                match outcome {
+                    Ok(()) => applied.push(node),
+                    // Refused for another view, or lost: worth sending again.
+                    Err(ResultCode::ClusterKeyMismatch | ResultCode::Timeout) => again = true,
+                    Err(code) => failure = Some(code),
+                }
+            }
+            if let Some(code) = failure {
+                // The replica cannot take this record (too big, out of memory, ...): sending
+                // it again would not change that.
+                break Err(code);
+            }
+            if again {
+                let pause = Duration::from_millis(REPLICA_WRITE_RETRY_PAUSE_MS);
+                if tokio::time::Instant::now() + pause >= deadline {
+                    break Err(ResultCode::Timeout);
+                }
+                tokio::time::sleep(pause).await;
+            }
+        };
+        if let Err(code) = result {
+            self.counters.replica_writes_failed.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(pid, code = ?code, "a write did not reach every owner");
+        }
+        result
+    }
+
+    /// The installed cluster key and the owners of partition `pid` that must still get a
+    /// write, or None when this node is not the partition's acting master. An owner whose
+    /// address is unknown stays in the list (with no address), so that the write fails
+    /// rather than skipping it.
+    fn copy_targets(&self, ns: usize, pid: u16, applied: &[NodeId]) -> Option<(u64, Targets)> {
+        let st = self.state.read();
+        let row = st.plans.get(ns)?.row(pid);
+        if row.acting_master() != self.me {
+            return None;
+        }
+        let targets = row
+            .copy_targets(self.me)
+            .filter(|n| !applied.contains(n))
+            .map(|n| (n, st.addrs.get(&n).map(|m| m.fabric)))
+            .collect();
+        Some((st.key, targets))
+    }
+
+    /// A write from a partition's master: applied if this node has the same view installed.
+    pub(crate) fn on_replica_write(&self, w: ReplicaWrite) -> Body {
+        if self.current_key() != w.cluster_key {
+            // The sender retries under its next plan, or gives up when it is not master.
+            return ack(ResultCode::ClusterKeyMismatch);
+        }
+        let outcome = match &w.change {
+            Some(Change::Record(copy)) => self.apply_replica_record(copy),
+            Some(Change::Delete(r)) => self.apply_replica_delete(r),
+            None => Err(ResultCode::Parameter),
+        };
+        match outcome {
+            Ok(()) => {
+                self.counters.replica_writes_applied.fetch_add(1, Ordering::Relaxed);
+                ack(ResultCode::Ok)
+            }
+            Err(code) => ack(code),
+        }
+    }
+
+    fn apply_replica_record(&self, copy: &RecordCopy) -> Result<(), ResultCode> {
+        let &i = self.ns_index.get(&copy.namespace).ok_or(ResultCode::Namespace)?;
+        let stored = stored_copy(copy)?;
+        match self.namespaces[i].apply_replica(&stored).map_err(|e| e.result_code())? {
+            // A later copy of the record is here already, and it includes this write; or the
+            // record is dead here (expired, truncated) and there is nothing to keep.
+            ReplicaApplied::Stored | ReplicaApplied::AlreadyLater | ReplicaApplied::Dead => Ok(()),
+        }
+    }
+
+    fn apply_replica_delete(&self, r: &RecordRef) -> Result<(), ResultCode> {
+        let &i = self.ns_index.get(&r.namespace).ok_or(ResultCode::Namespace)?;
+        let digest = Digest::from_slice(&r.digest).ok_or(ResultCode::Parameter)?;
+        self.namespaces[i].apply_delete(&digest);
+        let pid = digest.partition_id();
+        let mut st = self.state.write();
+        // Still arriving here: a migration batch read before the delete must not bring the
+        // record back.
+        let receiving = st.plans.get(i).is_some_and(|p| !p.row(pid).is_complete(self.me));
+        if receiving {
+            st.tombstones.entry((i, pid)).or_default().insert(digest);
+        }
+        Ok(())
+    }
+}
