@@ -13,7 +13,8 @@ use petrel_storage::*;
 fn image(value: i64) -> Vec<u8> {
     let mut bytes = Vec::new();
     let p = Value::Int(value).to_particle();
-    petrel_storage::record::encode(&mut bytes, None, [(&b"n"[..], p.particle, &p.bytes[..])]).expect("encode");
+    petrel_storage::record::encode(&mut bytes, None, [(&b"n"[..], p.particle, &p.bytes[..])].into_iter())
+        .expect("encode");
     bytes
 }
 
@@ -60,7 +61,12 @@ fn replica_keeps_applying_the_masters_copies_across_the_wrap() {
     }
     // A copy overtaken in flight (an earlier generation arriving late) changes nothing.
     let img = image(-1);
-    let stale = RecordCopy { digest: d, set: b"", meta: RecordMeta { generation: u16::MAX, void_time: 0, lut_ms: 1 }, image: &img };
+    let stale = RecordCopy {
+        digest: d,
+        set: b"",
+        meta: RecordMeta { generation: u16::MAX, void_time: 0, lut_ms: 1 },
+        image: &img,
+    };
     assert_eq!(replica.apply_replica(&stale).expect("apply"), ReplicaApplied::AlreadyLater);
     assert_eq!(count(&replica, &d), Value::Int(9));
     // Migration and merges resolve the same way: the copy from after the wrap wins.
