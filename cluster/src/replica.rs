@@ -249,3 +249,102 @@ impl ClusterNode {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::heartbeat::HeartbeatConfig;
+    use crate::membership::{MembershipConfig, NodeEndpoints};
+    use crate::node::{ack_result, ClusterConfig};
+    use petrel_proto::cluster::FabricMessage;
+    use petrel_proto::KeyRef;
+    use petrel_storage::{Namespace, NamespaceConfig, ReadSelect, Value};
+
+    /// A lone node on loopback, once it installed the plan of its one-node view.
+    async fn lone_node() -> Arc<ClusterNode> {
+        let any_port = "127.0.0.1:0".parse().expect("addr");
+        let config = ClusterConfig {
+            heartbeat: HeartbeatConfig {
+                node_id: 0xA,
+                listen: any_port,
+                advertise: "127.0.0.1:1".into(),
+                seeds: Vec::new(),
+                membership: MembershipConfig::new("replica-test"),
+                endpoints: NodeEndpoints { fabric: "127.0.0.1:1".into(), service: "127.0.0.1:1".into() },
+            },
+            fabric_listen: any_port,
+            conflict_resolution: Default::default(),
+            migrate_parallelism: 1,
+        };
+        let ns = Arc::new(Namespace::in_memory(NamespaceConfig::new("test")).expect("namespace"));
+        let node = ClusterNode::start(config, vec![ns]).await.expect("start");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while node.current_key() == 0 {
+            assert!(tokio::time::Instant::now() < deadline, "no view installed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        node
+    }
+
+    fn image(n: i64) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        let p = Value::Int(n).to_particle();
+        petrel_storage::record::encode(&mut bytes, None, [(&b"n"[..], p.particle, &p.bytes[..])].into_iter())
+            .expect("encode");
+        bytes
+    }
+
+    fn record(digest: Digest, generation: u16, n: i64) -> WriteCopy {
+        let meta = RecordMeta { generation, void_time: 0, lut_ms: 1_000 + n as u64 };
+        WriteCopy::Record { digest, set: Vec::new(), meta, image: image(n) }
+    }
+
+    fn send(node: &ClusterNode, key: u64, copy: &WriteCopy) -> Result<(), ResultCode> {
+        let body = node.on_replica_write(ReplicaWrite { cluster_key: key, change: Some(copy.change("test")) });
+        ack_result(Ok(FabricMessage { body: Some(body), ..Default::default() }))
+    }
+
+    fn value(node: &ClusterNode, d: &Digest) -> Option<Value> {
+        let mut got = None;
+        let _ = node.namespaces[0].read(d, ReadSelect::All, |b| got = Value::from_particle(b.value).ok());
+        got
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replica_applies_copies_of_its_view_only_and_acknowledges_only_what_it_applied() {
+        let node = lone_node().await;
+        let key = node.current_key();
+        let d = Digest::compute(b"replica", KeyRef::Int(1));
+
+        // Another view's copy is refused, and not applied.
+        assert_eq!(send(&node, key ^ 1, &record(d, 1, 1)), Err(ResultCode::ClusterKeyMismatch));
+        assert_eq!(value(&node, &d), None);
+
+        // The master's copies apply in sequence, across the generation wrap.
+        assert_eq!(send(&node, key, &record(d, u16::MAX, 2)), Ok(()));
+        assert_eq!(send(&node, key, &record(d, 1, 3)), Ok(()));
+        assert_eq!(value(&node, &d), Some(Value::Int(3)));
+
+        // A copy overtaken in flight counts as applied (the later one includes it) and
+        // changes nothing.
+        assert_eq!(send(&node, key, &record(d, u16::MAX, 2)), Ok(()));
+        assert_eq!(value(&node, &d), Some(Value::Int(3)));
+
+        // A copy that cannot be applied is answered with its error, not acknowledged.
+        let broken = WriteCopy::Record { digest: d, set: Vec::new(), meta: RecordMeta::default(), image: image(4) };
+        assert!(send(&node, key, &broken).is_err());
+        assert_eq!(value(&node, &d), Some(Value::Int(3)));
+
+        // Deletes likewise.
+        assert_eq!(send(&node, key ^ 1, &WriteCopy::Delete { digest: d }), Err(ResultCode::ClusterKeyMismatch));
+        assert_eq!(value(&node, &d), Some(Value::Int(3)));
+        assert_eq!(send(&node, key, &WriteCopy::Delete { digest: d }), Ok(()));
+        assert_eq!(value(&node, &d), None);
+        assert_eq!(node.counters.replica_writes_applied.load(Ordering::Relaxed), 4);
+
+        // The lone owner has no one to copy to.
+        assert_eq!(node.write_copies(0, record(d, 5, 5), CommitLevel::All).await, Ok(()));
+        assert_eq!(node.write_copies(1, record(d, 5, 5), CommitLevel::All).await, Err(ResultCode::Namespace));
+        node.stop().await;
+    }
+}
