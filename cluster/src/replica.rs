@@ -260,29 +260,47 @@ mod tests {
     use petrel_proto::KeyRef;
     use petrel_storage::{Namespace, NamespaceConfig, ReadSelect, Value};
 
-    /// A lone node on loopback, once it installed the plan of its one-node view.
-    async fn lone_node() -> Arc<ClusterNode> {
-        let any_port = "127.0.0.1:0".parse().expect("addr");
+    fn free_addr() -> SocketAddr {
+        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port")
+    }
+
+    /// A node on loopback with one namespace (replication factor 2), seeded with `seeds`.
+    async fn node_on_loopback(id: NodeId, seeds: Vec<String>) -> (Arc<ClusterNode>, SocketAddr) {
+        let (heartbeat, fabric) = (free_addr(), free_addr());
         let config = ClusterConfig {
             heartbeat: HeartbeatConfig {
-                node_id: 0xA,
-                listen: any_port,
-                advertise: "127.0.0.1:1".into(),
-                seeds: Vec::new(),
+                node_id: id,
+                listen: heartbeat,
+                advertise: heartbeat.to_string(),
+                seeds,
                 membership: MembershipConfig::new("replica-test"),
-                endpoints: NodeEndpoints { fabric: "127.0.0.1:1".into(), service: "127.0.0.1:1".into() },
+                endpoints: NodeEndpoints { fabric: fabric.to_string(), service: "127.0.0.1:1".into() },
             },
-            fabric_listen: any_port,
+            fabric_listen: fabric,
             conflict_resolution: Default::default(),
             migrate_parallelism: 1,
         };
         let ns = Arc::new(Namespace::in_memory(NamespaceConfig::new("test")).expect("namespace"));
-        let node = ClusterNode::start(config, vec![ns]).await.expect("start");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while node.current_key() == 0 {
-            assert!(tokio::time::Instant::now() < deadline, "no view installed");
+        (ClusterNode::start(config, vec![ns]).await.expect("start"), heartbeat)
+    }
+
+    /// Waits until every node installed the plan of one view with all of them.
+    async fn formed(nodes: &[&ClusterNode]) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let keys: Vec<(u64, usize)> = nodes.iter().map(|n| (n.current_key(), n.summary().members.len())).collect();
+            if keys.iter().all(|&(k, m)| k != 0 && k == keys[0].0 && m == nodes.len()) {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no common view: {keys:?}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// A lone node on loopback, once it installed the plan of its one-node view.
+    async fn lone_node() -> Arc<ClusterNode> {
+        let (node, _) = node_on_loopback(0xA, Vec::new()).await;
+        formed(&[&node]).await;
         node
     }
 
@@ -346,5 +364,54 @@ mod tests {
         assert_eq!(node.write_copies(0, record(d, 5, 5), CommitLevel::All).await, Ok(()));
         assert_eq!(node.write_copies(1, record(d, 5, 5), CommitLevel::All).await, Err(ResultCode::Namespace));
         node.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_master_sends_refused_copies_again_until_the_replica_takes_them_or_the_deadline_passes() {
+        let (a, seed) = node_on_loopback(0xA, Vec::new()).await;
+        let (b, _) = node_on_loopback(0xB, vec![seed.to_string()]).await;
+        formed(&[&a, &b]).await;
+        // A record of a partition that `a` masters, and one of a partition it does not.
+        let digest_mastered_by = |node: &ClusterNode| {
+            (0..10_000)
+                .map(|i| Digest::compute(b"retry", KeyRef::Int(i)))
+                .find(|d| node.route(0, d.partition_id(), true) == crate::Route::Local)
+                .expect("a partition mastered by the node")
+        };
+        let (d, elsewhere) = (digest_mastered_by(&a), digest_mastered_by(&b));
+
+        assert_eq!(a.write_copies(0, record(d, 1, 1), CommitLevel::All).await, Ok(()));
+        assert_eq!(value(&b, &d), Some(Value::Int(1)));
+
+        // `b` stops following views (its heartbeat and fabric go on), so that the key set
+        // below stays until the test changes it.
+        let _ = b.stop.send(true);
+        // `b` has another view installed for a moment: refused, sent again, taken.
+        let key = b.current_key();
+        b.state.write().key = key ^ 1;
+        let sent_before = a.counters.replica_writes_sent.load(Ordering::Relaxed);
+        let writer = {
+            let a = Arc::clone(&a);
+            tokio::spawn(async move { a.write_copies(0, record(d, 2, 2), CommitLevel::All).await })
+        };
+        tokio::time::sleep(Duration::from_millis(REPLICA_WRITE_DEADLINE_MS / 3)).await;
+        assert_eq!(value(&b, &d), Some(Value::Int(1)));
+        b.state.write().key = key;
+        assert_eq!(writer.await.expect("writer"), Ok(()));
+        assert_eq!(value(&b, &d), Some(Value::Int(2)));
+        assert!(a.counters.replica_writes_sent.load(Ordering::Relaxed) - sent_before > 1, "sent again");
+
+        // Refused until the deadline: the write fails, and says so.
+        b.state.write().key = key ^ 1;
+        let started = tokio::time::Instant::now();
+        assert_eq!(a.write_copies(0, record(d, 3, 3), CommitLevel::All).await, Err(ResultCode::Timeout));
+        assert!(started.elapsed() >= Duration::from_millis(REPLICA_WRITE_DEADLINE_MS / 2));
+        b.state.write().key = key;
+        assert_eq!(value(&b, &d), Some(Value::Int(2)));
+
+        // Not the acting master: not this node's write to finish.
+        assert_eq!(a.write_copies(0, record(elsewhere, 1, 1), CommitLevel::All).await, Err(ResultCode::Unavailable));
+        a.stop().await;
+        b.stop().await;
     }
 }
