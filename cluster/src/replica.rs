@@ -136,7 +136,6 @@ impl ClusterNode {
         let pid = copy.digest().partition_id();
         let deadline = tokio::time::Instant::now() + Duration::from_millis(REPLICA_WRITE_DEADLINE_MS);
         let name = self.namespaces[ns].name();
-        let change = copy.change(name);
         // Owners that applied the copy; they keep it across a view change.
         let mut applied: SmallVec<[NodeId; 4]> = SmallVec::new();
         let result = loop {
@@ -152,7 +151,9 @@ impl ClusterNode {
             if now >= deadline {
                 break Err(ResultCode::Timeout);
             }
-            let body = Body::ReplicaWrite(ReplicaWrite { cluster_key: key, change: Some(change.clone()) });
+            // Built for each try: the fabric takes the message, and the image is copied once
+            // per try rather than kept twice for the rare retry.
+            let body = Body::ReplicaWrite(ReplicaWrite { cluster_key: key, change: Some(copy.change(name)) });
             self.counters.replica_writes_sent.fetch_add(targets.len() as u64, Ordering::Relaxed);
             let reachable: SmallVec<[(NodeId, SocketAddr); 4]> =
                 targets.iter().filter_map(|&(n, addr)| Some((n, addr?))).collect();
