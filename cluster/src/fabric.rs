@@ -28,6 +28,9 @@ pub const FRAME_LEN_MAX: usize = 64 << 20;
 pub const IN_FLIGHT_MAX: usize = 1024;
 /// Frames queued for one peer's writer.
 const QUEUE_LEN: usize = 1024;
+/// How long dialing a peer may take: peers sit on one network, so a connection that takes
+/// longer is to a node that is gone, and the caller's retry (or the next view) is better.
+const CONNECT_TIMEOUT_MS: u64 = 1_000;
 
 /// Why a fabric request failed.
 #[derive(Debug, thiserror::Error)]
@@ -152,7 +155,7 @@ impl Fabric {
         if let Some(p) = self.live_peer(addr) {
             return Ok(p);
         }
-        let stream = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr))
+        let stream = tokio::time::timeout(Duration::from_millis(CONNECT_TIMEOUT_MS), TcpStream::connect(addr))
             .await
             .map_err(|_| FabricError::Timeout(addr))?
             .map_err(|e| FabricError::Connect(addr, e))?;
@@ -278,16 +281,16 @@ async fn reader(
 mod tests {
     use super::*;
     use petrel_proto::cluster::fabric_message::Body;
-    use petrel_proto::cluster::{Ack, RecordRef};
+    use petrel_proto::cluster::{Ack, InfoCommand};
 
-    /// Answers every request with the length of its digest as the result code.
+    /// Answers every request with the length of its info line as the result code.
     struct Echo;
 
     impl FabricHandler for Echo {
         fn handle(&self, request: FabricMessage) -> Pin<Box<dyn Future<Output = FabricMessage> + Send + '_>> {
             Box::pin(async move {
                 let code = match request.body {
-                    Some(Body::ReplicaDelete(r)) => r.digest.len() as u32,
+                    Some(Body::Info(c)) => c.line.len() as u32,
                     _ => 999,
                 };
                 FabricMessage { body: Some(Body::Ack(Ack { result_code: code })), ..Default::default() }
@@ -308,7 +311,7 @@ mod tests {
             let a = Arc::clone(&a);
             let to = b.local_addr;
             tasks.push(tokio::spawn(async move {
-                let body = Body::ReplicaDelete(RecordRef { namespace: "test".into(), digest: vec![0; i % 21] });
+                let body = Body::Info(InfoCommand { line: "x".repeat(i % 21) });
                 let answer = a.request(to, body, Duration::from_secs(5)).await.expect("answer");
                 assert_eq!(answer.body, Some(Body::Ack(Ack { result_code: (i % 21) as u32 })));
             }));

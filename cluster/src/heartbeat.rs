@@ -32,6 +32,16 @@ const QUEUE_LEN: usize = 4;
 const TIPS_MAX: usize = 64;
 /// Most endpoints a node dials at once.
 const ENDPOINTS_MAX: usize = 256;
+/// How long the rest of a pulse may take to arrive once its length did: a pulse is small, so
+/// a peer this slow holds a reader for nothing.
+const PULSE_READ_TIMEOUT_MS: u64 = 5_000;
+/// How long dialing (and resolving) a heartbeat endpoint may take, and the pause before the
+/// next try: a third of the default node timeout (1.5 s), so a node that comes back is
+/// heard again well before it would be declared gone, without redialing a dead one per pulse.
+const DIAL_TIMEOUT_MS: u64 = 500;
+const DIAL_RETRY_PAUSE_MS: u64 = 500;
+/// How long writing one pulse may take before the connection is dropped and dialed anew.
+const PULSE_WRITE_TIMEOUT_MS: u64 = 500;
 
 /// Settings of one node's heartbeat.
 #[derive(Debug, Clone)]
@@ -228,7 +238,7 @@ async fn receive(
             return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "heartbeat frame too large"));
         }
         buf.resize(len, 0);
-        tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut buf))
+        tokio::time::timeout(Duration::from_millis(PULSE_READ_TIMEOUT_MS), stream.read_exact(&mut buf))
             .await
             .map_err(|_| std::io::ErrorKind::TimedOut)??;
         let pulse =
@@ -260,19 +270,20 @@ fn spawn_sender(endpoint: String, mut stop: watch::Receiver<bool>) -> mpsc::Send
                         tokio::net::lookup_host(endpoint.as_str()).await?.next().ok_or(std::io::ErrorKind::NotFound)?;
                     TcpStream::connect(addr).await
                 };
-                match tokio::time::timeout(Duration::from_millis(500), connect).await {
+                match tokio::time::timeout(Duration::from_millis(DIAL_TIMEOUT_MS), connect).await {
                     Ok(Ok(s)) => {
                         let _ = s.set_nodelay(true);
                         stream = Some(s);
                     }
                     _ => {
-                        retry_at = tokio::time::Instant::now() + Duration::from_millis(500);
+                        retry_at = tokio::time::Instant::now() + Duration::from_millis(DIAL_RETRY_PAUSE_MS);
                         continue;
                     }
                 }
             }
             if let Some(s) = stream.as_mut() {
-                let write = tokio::time::timeout(Duration::from_millis(500), s.write_all(&frame)).await;
+                let write =
+                    tokio::time::timeout(Duration::from_millis(PULSE_WRITE_TIMEOUT_MS), s.write_all(&frame)).await;
                 if !matches!(write, Ok(Ok(()))) {
                     stream = None;
                 }

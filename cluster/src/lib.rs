@@ -4,27 +4,56 @@
 //! It sits between `petrel-storage` (which holds a node's partitions) and `petrel-server`
 //! (which serves clients).
 //!
+//! The parts that are pure logic, tested with injected time and inputs:
+//!
 //! * [`partition_table`]: replica lists per partition from the member list (rendezvous
 //!   hashing plus a balancing pass).
 //! * [`membership`]: heartbeat bookkeeping and the agreement on who is in the cluster
 //!   (principal, quanta, cluster key, clique eviction, splits and merges).
 //! * [`plan`]: what happens to each partition after a view change (who holds it at which
 //!   version, who sends it where, who acts as master meanwhile, when copies are given back).
+//!
+//! The transports, tested on loopback:
+//!
 //! * [`heartbeat`]: the mesh transport that carries pulses between nodes and drives the
 //!   membership.
 //! * [`fabric`]: multiplexed request/answer connections between nodes for replica writes,
 //!   migrations and proxied requests, with per-peer back-pressure and deadlines.
-//! * [`runtime`]: a node's cluster layer at run time, tying the above to its namespaces.
 //!
-//! The first three are pure logic, tested with injected time and inputs; the last three are
-//! tested on loopback and through `petreld` in `tests/`.
+//! A node's cluster layer at run time, [`ClusterNode`], one module per step (tested through
+//! `petreld` in `tests/`):
+//!
+//! * `node`: state, start and stop, settings, [`ServiceHooks`], dispatch of peers' requests.
+//! * `exchange`: the exchange of partition versions after a view change.
+//! * `rebalance`: following views, computing and installing the plans.
+//! * `migrate`: sending and receiving partitions, announcing completed ones.
+//! * `give_back`: dropping copies that settled on their owners.
+//! * `route`: where a request is served ([`Route`]), the wait for a plan being installed.
+//! * `replica`: replica writes ([`ClusterNode::write_copies`]) and applying them.
+//! * `proxy`: requests and info commands carried to peers.
+//! * `report`: summary, peers, roles, bitmaps, counters.
 
 pub mod fabric;
 pub mod heartbeat;
 pub mod membership;
 pub mod partition_table;
 pub mod plan;
-pub mod runtime;
 
+mod exchange;
+mod give_back;
+mod migrate;
+mod node;
+mod proxy;
+mod rebalance;
+mod replica;
+mod report;
+mod route;
+
+pub use heartbeat::HeartbeatConfig;
 pub use membership::{ClusterView, Membership, MembershipConfig, NodeEndpoints};
+pub use node::{ClusterConfig, ClusterNode, ServiceHooks};
 pub use partition_table::{NodeId, PartitionTable};
+pub use proxy::PROXY_HOPS_MAX;
+pub use replica::{CommitLevel, WriteCopy, REPLICA_WRITE_DEADLINE_MS};
+pub use report::{ClusterCounters, ClusterSummary, Role};
+pub use route::Route;

@@ -63,10 +63,34 @@ mod tests {
         assert_eq!(Pulse::decode(bytes.as_slice()).expect("decodes"), p);
         assert!(Pulse::decode(&[0xff, 0xff, 0xff][..]).is_err());
     }
+
+    #[test]
+    fn replica_write_round_trips_and_retired_tags_carry_no_body() {
+        let write = FabricMessage {
+            version: FABRIC_VERSION,
+            request_id: 7,
+            is_answer: false,
+            body: Some(fabric_message::Body::ReplicaWrite(ReplicaWrite {
+                cluster_key: 0xABCD,
+                change: Some(replica_write::Change::Delete(RecordRef {
+                    namespace: "test".into(),
+                    digest: vec![1; 20],
+                })),
+            })),
+        };
+        let bytes = write.encode_to_vec();
+        assert_eq!(FabricMessage::decode(bytes.as_slice()).expect("decodes"), write);
+        // A body under retired tag 10 (an empty message) decodes to no body at all, which a
+        // receiver refuses.
+        let retired = [0x08, 0x01, 0x52, 0x00];
+        let old = FabricMessage::decode(&retired[..]).expect("decodes");
+        assert_eq!(old.body, None);
+    }
 }
 
-/// Version of the fabric messages this build speaks.
-pub const FABRIC_VERSION: u32 = 1;
+/// Version of the fabric messages this build speaks. Version 2: replica writes carry the
+/// sender's cluster key ([`ReplicaWrite`]); the key-less record copy and delete are retired.
+pub const FABRIC_VERSION: u32 = 2;
 
 /// One fabric message: a request (non-zero `request_id`, answered by a message with the same
 /// id and `is_answer`) carrying one of the bodies below.
@@ -78,20 +102,17 @@ pub struct FabricMessage {
     pub request_id: u64,
     #[prost(bool, tag = "3")]
     pub is_answer: bool,
-    #[prost(oneof = "fabric_message::Body", tags = "10, 11, 12, 13, 14, 15, 16, 17, 18")]
+    #[prost(oneof = "fabric_message::Body", tags = "12, 13, 14, 15, 16, 17, 18, 19")]
     pub body: Option<fabric_message::Body>,
 }
 
 pub mod fabric_message {
     /// What a fabric message carries.
     #[derive(Clone, PartialEq, prost::Oneof)]
+    ///
+    /// Tags 10 (a record copy for a replica) and 11 (a delete for a replica) are retired: they
+    /// carried no cluster key. Never reuse them.
     pub enum Body {
-        /// A record copy the master sends its replicas.
-        #[prost(message, tag = "10")]
-        ReplicaWrite(super::RecordCopy),
-        /// Remove a record on a replica.
-        #[prost(message, tag = "11")]
-        ReplicaDelete(super::RecordRef),
         /// The result of a request: 0 = done, otherwise a result code.
         #[prost(message, tag = "12")]
         Ack(super::Ack),
@@ -113,6 +134,34 @@ pub mod fabric_message {
         /// The answer to an info command.
         #[prost(message, tag = "18")]
         InfoAnswer(super::InfoCommand),
+        /// A write the partition's master made, for the partition's other owners.
+        #[prost(message, tag = "19")]
+        ReplicaWrite(super::ReplicaWrite),
+    }
+}
+
+/// A write the partition's master made, sent to every other owner of the partition. The
+/// receiver applies it only while it has the same cluster key installed; otherwise it answers
+/// `ClusterKeyMismatch` and the master sends it again under its newer plan.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ReplicaWrite {
+    /// The sender's installed cluster key.
+    #[prost(uint64, tag = "1")]
+    pub cluster_key: u64,
+    #[prost(oneof = "replica_write::Change", tags = "2, 3")]
+    pub change: Option<replica_write::Change>,
+}
+
+pub mod replica_write {
+    /// What a replica write changes.
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    pub enum Change {
+        /// The record as the write left it.
+        #[prost(message, tag = "2")]
+        Record(super::RecordCopy),
+        /// The write removed the record.
+        #[prost(message, tag = "3")]
+        Delete(super::RecordRef),
     }
 }
 

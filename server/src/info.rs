@@ -9,7 +9,7 @@ use petrel_proto::PARTITIONS_COUNT;
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use petrel_cluster::runtime::Role;
+use petrel_cluster::Role;
 
 use crate::node::{Node, NodeCounters};
 

@@ -16,9 +16,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use petrel_cluster::heartbeat::HeartbeatConfig;
-use petrel_cluster::runtime::{ClusterConfig, ClusterNode, ServiceHooks};
-use petrel_cluster::{MembershipConfig, NodeEndpoints};
+use petrel_cluster::{ClusterConfig, ClusterNode, HeartbeatConfig, MembershipConfig, NodeEndpoints, ServiceHooks};
 use petrel_storage::namespace::ConflictResolution;
 use tokio::net::TcpListener;
 use tokio::sync::watch;

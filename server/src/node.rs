@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use petrel_cluster::runtime::ClusterNode;
+use petrel_cluster::ClusterNode;
 use petrel_storage::nsup::Supervisor;
 use petrel_storage::Namespace;
 

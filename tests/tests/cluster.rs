@@ -16,6 +16,7 @@ use petrel_tests::{info, petreld_path};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 static ERRORS_SHOWN: AtomicU64 = AtomicU64::new(0);
+static READ_ERRORS_SHOWN: AtomicU64 = AtomicU64::new(0);
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
@@ -84,7 +85,14 @@ async fn missing(client: &Arc<Client>, keys: &[u64], in_flight: usize) -> Vec<u6
             async move {
                 match client.get(&policy, &key(i), Bins::All).await {
                     Ok(r) if r.bin("v").and_then(Value::as_int) == Some(i as i64) => None,
-                    _ => Some(i),
+                    other => {
+                        // The first few, so a failure says whether the record is gone or
+                        // was only unreachable.
+                        if READ_ERRORS_SHOWN.fetch_add(1, Ordering::Relaxed) < 10 {
+                            eprintln!("read k{i}: {:?}", other.map(|r| r.bin("v").cloned()));
+                        }
+                        Some(i)
+                    }
                 }
             }
         })

@@ -5,7 +5,9 @@ use petrel_proto::ResultCode;
 use petrel_storage::RecordMeta;
 
 use super::answer::{self, CmdError};
-use super::replicate::{self, Copy};
+use petrel_cluster::WriteCopy;
+
+use super::replicate;
 use super::request::Single;
 use crate::node::Node;
 
@@ -18,7 +20,7 @@ pub(crate) async fn apply(
     let policy = req.write_policy()?;
     req.sns.ns.delete(&req.digest, policy.generation)?;
     if let Some(cluster) = node.cluster() {
-        replicate::send(node, cluster, req, Copy::Delete).await?;
+        replicate::send(node, cluster, req, WriteCopy::Delete { digest: req.digest }).await?;
     }
     answer::begin(out, ResultCode::Ok, RecordMeta::default(), row_index);
     Ok(())

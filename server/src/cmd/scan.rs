@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use petrel_cluster::runtime::Route;
+use petrel_cluster::Route;
 use petrel_proto::message::{write_field, write_key_field, write_op, Message, MsgHeader};
 use petrel_proto::wire::{info1, info2, info3, FieldType, OpType};
 use petrel_proto::{Digest, ResultCode, PARTITIONS_COUNT};

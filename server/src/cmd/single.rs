@@ -6,7 +6,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use petrel_cluster::runtime::{ClusterNode, Route, PROXY_HOPS_MAX};
+use petrel_cluster::{ClusterNode, Route, PROXY_HOPS_MAX};
 use petrel_proto::batch::BatchRow;
 use petrel_proto::message::{begin_frame, end_frame, write_field, Message, MessageMark, MsgHeader};
 use petrel_proto::wire::{info3, FieldType, FrameType, MSG_HEADER_LEN, PROTO_HEADER_LEN};

@@ -6,7 +6,7 @@ use petrel_storage::ops::OperateRequest;
 use petrel_storage::StorageError;
 
 use super::answer::{self, CmdError};
-use super::replicate::{self, Copy};
+use super::replicate;
 use super::request::Single;
 use crate::node::Node;
 
@@ -24,7 +24,7 @@ pub(crate) async fn apply(
     let mut outcome =
         req.sns.ns.operate(&OperateRequest { digest: req.digest, set: req.set, key: req.key(), policy, ops: &ops })?;
     if let Some(cluster) = node.cluster() {
-        if let Some(copy) = Copy::of_operate(&mut outcome) {
+        if let Some(copy) = replicate::of_operate(req, &mut outcome) {
             replicate::send(node, cluster, req, copy).await?;
         }
     }

@@ -1,0 +1,309 @@
+//! Migrations: what this node owes under the installed plan (partitions to send to new
+//! owners, records to merge back into a holder after a split healed), streaming them in
+//! batches with bounded parallelism, taking batches from peers, and announcing to every
+//! member that a partition is complete here.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use petrel_proto::cluster::fabric_message::Body;
+use petrel_proto::cluster::{MigrateRecords, PartitionComplete};
+use petrel_proto::{Digest, ResultCode, PARTITIONS_COUNT};
+use tokio::sync::Semaphore;
+
+use crate::node::{ack, ack_result, ClusterNode};
+use crate::partition_table::NodeId;
+use crate::replica::{record_copy, stored_copy};
+
+/// How long a migration batch may take to be applied: a full batch is up to
+/// [`MIGRATE_BATCH_BYTES`] of records, which a busy receiver may take a while to store.
+const MIGRATE_BATCH_TIMEOUT_MS: u64 = 30_000;
+/// Records per migration batch, and the bytes after which a batch is cut short: big enough
+/// to amortize a round trip, small enough not to hold a fabric connection for long.
+const MIGRATE_BATCH_RECORDS: usize = 512;
+const MIGRATE_BATCH_BYTES: usize = 4 << 20;
+/// Pause before a partition whose sending failed is tried again (a peer that is gone leaves
+/// the view meanwhile, and the new plan no longer owes it anything).
+const MIGRATE_RETRY_PAUSE_MS: u64 = 500;
+/// How often the migration loop looks at what is owed when nothing wakes it.
+const MIGRATE_POLL_MS: u64 = 500;
+/// Tries to tell a member that a partition is complete here, the time each may take, and
+/// the pause between them: a minute in all, by which time a member that still has not taken
+/// it is gone (and a new view starts a new exchange anyway).
+const ANNOUNCE_TRIES: usize = 200;
+const ANNOUNCE_TIMEOUT_MS: u64 = 2_000;
+const ANNOUNCE_RETRY_PAUSE_MS: u64 = 300;
+
+/// One partition to send to one node.
+#[derive(Debug, Clone)]
+struct PushTask {
+    ns: usize,
+    pid: u16,
+    target: NodeId,
+    addr: SocketAddr,
+    merge: bool,
+    version: u64,
+}
+
+impl ClusterNode {
+    /// Sends what this node owes under the plan of `key`, until the view changes or nothing
+    /// is left (each finished partition is given back by its sender and by every member told
+    /// of it).
+    pub(crate) async fn migrate(self: Arc<Self>, key: u64) {
+        let slots = Arc::new(Semaphore::new(self.config.migrate_parallelism.max(1)));
+        let started: Arc<Mutex<HashSet<(usize, u16, NodeId)>>> = Arc::default();
+        let mut stop = self.stop.subscribe();
+        loop {
+            let woken = self.work.notified();
+            if self.current_key() != key {
+                return;
+            }
+            let owed = self.owed();
+            let idle = {
+                let s = started.lock();
+                owed.iter().all(|t| s.contains(&(t.ns, t.pid, t.target)))
+            };
+            if owed.is_empty() {
+                if self.state.read().plans.iter().all(|p| p.unsettled() == 0) {
+                    tracing::info!(key = format!("{key:X}"), "migrations done");
+                    return;
+                }
+            } else if !idle {
+                for task in owed {
+                    let id = (task.ns, task.pid, task.target);
+                    if !started.lock().insert(id) {
+                        continue;
+                    }
+                    let Ok(permit) = Arc::clone(&slots).acquire_owned().await else { return };
+                    let (node, started) = (Arc::clone(&self), Arc::clone(&started));
+                    tokio::spawn(async move {
+                        let ok = node.push(key, &task).await;
+                        drop(permit);
+                        if !ok {
+                            tokio::time::sleep(Duration::from_millis(MIGRATE_RETRY_PAUSE_MS)).await;
+                            started.lock().remove(&id);
+                        }
+                        node.work.notify_one();
+                    });
+                }
+            }
+            tokio::select! {
+                _ = woken => {}
+                _ = tokio::time::sleep(Duration::from_millis(MIGRATE_POLL_MS)) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    /// Partitions this node must send now.
+    fn owed(&self) -> Vec<PushTask> {
+        let st = self.state.read();
+        let mut out = Vec::new();
+        for (ns, plan) in st.plans.iter().enumerate() {
+            for (pid, row) in plan.rows.iter().enumerate() {
+                let pid = pid as u16;
+                if row.merges_pending.contains(&self.me) {
+                    if let Some(m) = st.addrs.get(&row.source) {
+                        out.push(PushTask { ns, pid, target: row.source, addr: m.fabric, merge: true, version: 0 });
+                    }
+                }
+                if row.source == self.me {
+                    for t in row.immigrants() {
+                        if let Some(m) = st.addrs.get(&t) {
+                            let version = row.final_version();
+                            out.push(PushTask { ns, pid, target: t, addr: m.fabric, merge: false, version });
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Streams one partition to its target; true when the target took all of it.
+    async fn push(&self, key: u64, task: &PushTask) -> bool {
+        let ns = &self.namespaces[task.ns];
+        let mut set_names: HashMap<u16, Vec<u8>> = HashMap::new();
+        let mut after = None;
+        let mut sent = 0u64;
+        // Bounded: each batch moves the scan past at least one record, or completes it.
+        loop {
+            if self.current_key() != key {
+                return false;
+            }
+            let mut records = Vec::new();
+            let mut bytes = 0usize;
+            let progress = ns.scan_partition(task.pid, after, None, MIGRATE_BATCH_RECORDS, |r| {
+                let set = if r.set_id == 0 {
+                    Vec::new()
+                } else {
+                    set_names.entry(r.set_id).or_insert_with(|| ns.set_name(r.set_id).unwrap_or_default()).clone()
+                };
+                bytes += r.raw.len() + 64;
+                // The batch names the namespace once; its records do not.
+                records.push(record_copy("", &r.digest, set, &r.meta, r.raw.to_vec()));
+                bytes < MIGRATE_BATCH_BYTES
+            });
+            let progress = match progress {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = %e, pid = task.pid, "migration scan failed");
+                    return false;
+                }
+            };
+            after = progress.last;
+            let n = records.len() as u64;
+            let msg = MigrateRecords {
+                namespace: ns.name().to_string(),
+                partition_id: task.pid as u32,
+                cluster_key: key,
+                records,
+                done: progress.complete,
+                version: task.version,
+                merge: task.merge,
+                from_node: self.me,
+            };
+            let timeout = Duration::from_millis(MIGRATE_BATCH_TIMEOUT_MS);
+            if ack_result(self.fabric().request(task.addr, Body::MigrateRecords(msg), timeout).await).is_err() {
+                return false;
+            }
+            sent += n;
+            self.counters.migrate_records_sent.fetch_add(n, Ordering::Relaxed);
+            if progress.complete {
+                break;
+            }
+        }
+        self.counters.migrate_partitions_sent.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(
+            pid = task.pid,
+            target = format!("{:X}", task.target),
+            records = sent,
+            merge = task.merge,
+            "partition sent"
+        );
+        if !task.merge {
+            let mut st = self.state.write();
+            if st.key == key {
+                st.plans[task.ns].row_mut(task.pid).on_complete(task.target, task.version);
+            }
+            drop(st);
+            self.give_back_one(task.ns, task.pid);
+        }
+        self.counters.partition_generation.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Tells every other member that this node holds `pid` at `version`.
+    fn announce(&self, key: u64, ns: usize, pid: u16, version: u64) {
+        let Some(node) = self.this.upgrade() else { return };
+        let msg = PartitionComplete {
+            cluster_key: key,
+            namespace: self.namespaces[ns].name().to_string(),
+            partition_id: pid as u32,
+            node_id: self.me,
+            version,
+        };
+        for (_, addr) in self.peer_addrs() {
+            let (node, msg) = (Arc::clone(&node), msg.clone());
+            tokio::spawn(async move {
+                // Until taken, or this view is gone (a new view starts a new exchange).
+                for _ in 0..ANNOUNCE_TRIES {
+                    if node.current_key() != key {
+                        return;
+                    }
+                    let timeout = Duration::from_millis(ANNOUNCE_TIMEOUT_MS);
+                    let r = node.fabric().request(addr, Body::PartitionComplete(msg.clone()), timeout).await;
+                    if ack_result(r).is_ok() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(ANNOUNCE_RETRY_PAUSE_MS)).await;
+                }
+            });
+        }
+    }
+
+    /// A member announced that it holds a partition complete.
+    pub(crate) fn on_partition_complete(&self, c: &PartitionComplete) -> Body {
+        let Some(&ns) = self.ns_index.get(&c.namespace) else { return ack(ResultCode::Namespace) };
+        if c.partition_id as usize >= PARTITIONS_COUNT {
+            return ack(ResultCode::Parameter);
+        }
+        let mut st = self.state.write();
+        if st.key != c.cluster_key {
+            // Not installed here yet (or a view gone by): the sender retries while its view
+            // lasts.
+            return ack(ResultCode::ClusterKeyMismatch);
+        }
+        if !st.members.contains(&c.node_id) {
+            // Only members hold partitions; anything else would grow the plan.
+            return ack(ResultCode::Parameter);
+        }
+        st.plans[ns].row_mut(c.partition_id as u16).on_complete(c.node_id, c.version);
+        drop(st);
+        self.give_back_one(ns, c.partition_id as u16);
+        self.counters.partition_generation.fetch_add(1, Ordering::Relaxed);
+        self.work.notify_one();
+        ack(ResultCode::Ok)
+    }
+
+    /// A batch of a partition moving here (or merging into this holder).
+    pub(crate) fn on_migrate(&self, m: MigrateRecords) -> Body {
+        let Some(&i) = self.ns_index.get(&m.namespace) else { return ack(ResultCode::Namespace) };
+        if m.partition_id as usize >= PARTITIONS_COUNT {
+            return ack(ResultCode::Parameter);
+        }
+        let pid = m.partition_id as u16;
+        if self.current_key() != m.cluster_key {
+            return ack(ResultCode::ClusterKeyMismatch);
+        }
+        let ns = &self.namespaces[i];
+        let deleted_here = |d: &Digest| self.state.read().tombstones.get(&(i, pid)).is_some_and(|t| t.contains(d));
+        let mut applied = 0u64;
+        for copy in &m.records {
+            let stored = match stored_copy(copy) {
+                Ok(s) if s.digest.partition_id() == pid => s,
+                _ => return ack(ResultCode::Parameter),
+            };
+            // Deleted here since the source read it: keep it deleted.
+            if deleted_here(&stored.digest) && ns.exists(&stored.digest).is_err() {
+                continue;
+            }
+            if ns.apply_copy(&stored, self.config.conflict_resolution).is_ok() {
+                applied += 1;
+            }
+        }
+        self.counters.migrate_records_received.fetch_add(applied, Ordering::Relaxed);
+        if m.done {
+            let key = m.cluster_key;
+            let version = {
+                let mut st = self.state.write();
+                if st.key != key {
+                    return ack(ResultCode::ClusterKeyMismatch);
+                }
+                let row = st.plans[i].row_mut(pid);
+                let version = if m.merge {
+                    row.on_merge_done(m.from_node, key)
+                } else {
+                    row.on_complete(self.me, m.version);
+                    Some(m.version)
+                };
+                if version.is_some() {
+                    st.tombstones.remove(&(i, pid));
+                }
+                version
+            };
+            if let Some(v) = version {
+                self.versions.lock()[i][pid as usize] = v;
+                self.counters.migrate_partitions_received.fetch_add(1, Ordering::Relaxed);
+                self.counters.partition_generation.fetch_add(1, Ordering::Relaxed);
+                self.announce(key, i, pid, v);
+            }
+            self.work.notify_one();
+        }
+        ack(ResultCode::Ok)
+    }
+}

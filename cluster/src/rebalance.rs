@@ -1,0 +1,147 @@
+//! Following the views the heartbeat agrees on: for each new view, find the members'
+//! fabric addresses, exchange partition versions ([`crate::exchange`]), compute a [`Plan`]
+//! per namespace, install it, and start the migrations it calls for ([`crate::migrate`]).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use petrel_proto::PARTITIONS_COUNT;
+use tokio::sync::watch;
+
+use crate::membership::ClusterView;
+use crate::node::{ClusterNode, Member};
+use crate::plan::Plan;
+
+/// Tries, and the pause between them, to learn every member's endpoints from its pulses:
+/// a member that just joined may not have been heard with its endpoints yet. Five seconds in
+/// all, longer than a node timeout, after which the view is surely gone or settled.
+const ENDPOINTS_TRIES: usize = 50;
+const ENDPOINTS_RETRY_PAUSE_MS: u64 = 100;
+
+/// How often, with no view change, copies settled on other owners are looked for and given
+/// back: partitions are given back as they settle, so this only catches copies that stale
+/// replica writes recreated.
+const GIVE_BACK_SWEEP_MS: u64 = 1_000;
+
+impl ClusterNode {
+    /// Installs a plan for each view the heartbeat agrees on, until stopped.
+    pub(crate) async fn follow_views(
+        self: Arc<Self>,
+        mut views: watch::Receiver<ClusterView>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        loop {
+            let view = views.borrow_and_update().clone();
+            if !view.members.is_empty() && view.key != self.current_key() {
+                self.state.write().adopted_key = view.key;
+                tokio::select! {
+                    _ = self.rebalance(&view, &views) => {}
+                    _ = stop.changed() => return,
+                }
+                continue;
+            }
+            tokio::select! {
+                r = views.changed() => if r.is_err() { return },
+                _ = stop.changed() => return,
+                _ = tokio::time::sleep(Duration::from_millis(GIVE_BACK_SWEEP_MS)) => self.give_back(),
+            }
+        }
+    }
+
+    /// Exchanges versions with every member of `view` and installs the new plans. Returns
+    /// early when the view changes again.
+    async fn rebalance(self: &Arc<Self>, view: &ClusterView, views: &watch::Receiver<ClusterView>) {
+        let key = view.key;
+        let changed = || views.has_changed().unwrap_or(true);
+        let Some(addrs) = self.member_addrs(view, &changed).await else { return };
+        let Some(book) = self.exchange_versions(key, &addrs, &changed).await else { return };
+        // Every member computes the same plans from the same exchange.
+        let plans: Vec<Plan> = self
+            .namespaces
+            .iter()
+            .enumerate()
+            .map(|(i, ns)| {
+                let rf = ns.config().replication_factor as usize;
+                Plan::compute(&view.members, rf, key, |n| book.get(&n).and_then(|v| v.get(i)).map(Vec::as_slice))
+            })
+            .collect();
+        {
+            let mut versions = self.versions.lock();
+            for (i, plan) in plans.iter().enumerate() {
+                for (pid, row) in plan.rows.iter().enumerate() {
+                    versions[i][pid] = row.version_of(self.me);
+                }
+            }
+        }
+        let (master_count, unsettled) = (
+            plans.first().map_or(0, |p| {
+                (0..PARTITIONS_COUNT as u16).filter(|&pid| p.row(pid).acting_master() == self.me).count()
+            }),
+            plans.iter().map(Plan::unsettled).sum::<usize>(),
+        );
+        {
+            let mut st = self.state.write();
+            let members_changed = st.members != view.members;
+            st.key = key;
+            st.members = view.members.clone();
+            st.addrs = addrs;
+            st.tombstones.retain(|(ns, pid), _| plans.get(*ns).is_some_and(|p| !p.row(*pid).is_complete(self.me)));
+            st.plans = plans;
+            if members_changed {
+                self.counters.peers_generation.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.counters.cluster_generation.fetch_add(1, Ordering::Relaxed);
+        self.counters.partition_generation.fetch_add(1, Ordering::Relaxed);
+        let _ = self.installed.send(key);
+        tracing::info!(
+            key = format!("{key:X}"),
+            members = view.members.len(),
+            masters = master_count,
+            unsettled,
+            "partition plan installed"
+        );
+        tokio::spawn(Arc::clone(self).migrate(key));
+    }
+
+    /// Where the members of `view` are, from their pulses. None if some stay unknown or the
+    /// view moves on (`changed`).
+    async fn member_addrs(
+        &self,
+        view: &ClusterView,
+        changed: impl Fn() -> bool,
+    ) -> Option<HashMap<crate::NodeId, Member>> {
+        let mut addrs = HashMap::new();
+        for _ in 0..ENDPOINTS_TRIES {
+            addrs.clear();
+            for &id in &view.members {
+                let Some(e) = self.heartbeat.lock().as_ref().and_then(|hb| hb.endpoints_of(id)) else { continue };
+                let Some(fabric) = resolve(&e.fabric).await else { continue };
+                addrs.insert(id, Member { fabric, service: e.service });
+            }
+            if addrs.len() == view.members.len() || changed() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(ENDPOINTS_RETRY_PAUSE_MS)).await;
+        }
+        if changed() {
+            return None;
+        }
+        if addrs.len() != view.members.len() {
+            tracing::warn!(key = format!("{:X}", view.key), "members' endpoints unknown; waiting for the next view");
+            return None;
+        }
+        Some(addrs)
+    }
+}
+
+/// Resolves `host:port` (names allowed) to its first address.
+async fn resolve(endpoint: &str) -> Option<SocketAddr> {
+    if let Ok(a) = endpoint.parse() {
+        return Some(a);
+    }
+    tokio::net::lookup_host(endpoint).await.ok()?.next()
+}

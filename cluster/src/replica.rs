@@ -1,0 +1,418 @@
+//! Replica writes. The partition's master hands every write it applied to the partition's
+//! other owners through [`ClusterNode::write_copies`], under its installed cluster key. A
+//! copy refused (the receiver has another view installed) or lost is sent again under the
+//! plan as it then is, until every owner applied it, this node is no longer the acting
+//! master, or [`REPLICA_WRITE_DEADLINE_MS`] passes.
+//!
+//! A replica applies the master's copies in sequence (`Namespace::apply_replica`) and
+//! acknowledges only a copy it applied; a copy overtaken by a later one counts as applied,
+//! since the later one includes it.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use petrel_proto::cluster::fabric_message::Body;
+use petrel_proto::cluster::replica_write::Change;
+use petrel_proto::cluster::{RecordCopy, RecordRef, ReplicaWrite};
+use petrel_proto::{Digest, ResultCode};
+use petrel_storage::namespace::{RecordCopy as StoredCopy, RecordMeta, ReplicaApplied};
+use smallvec::SmallVec;
+
+use crate::node::{ack, ack_result, ClusterNode};
+use crate::partition_table::NodeId;
+
+/// How long a write may take to reach every other owner of its partition, retries included.
+/// Long enough to ride out a view change between live nodes (an exchange and a plan install
+/// take a few round trips); short enough that a client with a timeout of a second or two
+/// hears a definite answer, and retries, rather than timing out on a write it cannot judge.
+/// A replica that died is left out by the next view, which takes longer than this: such
+/// writes fail and the client retries them under the new view.
+pub const REPLICA_WRITE_DEADLINE_MS: u64 = 1_500;
+
+/// Pause before copies that were refused or lost are sent again: a plan being installed on
+/// the receiver needs a moment, and a copy sent again at once would be refused again.
+const REPLICA_WRITE_RETRY_PAUSE_MS: u64 = 20;
+
+/// Owners a write goes to, with their fabric address when known.
+type Targets = SmallVec<[(NodeId, Option<SocketAddr>); 4]>;
+
+/// The outcome of a write that the other owners must apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteCopy {
+    /// The record as the write left it.
+    Record { digest: Digest, set: Vec<u8>, meta: RecordMeta, image: Vec<u8> },
+    /// The write removed the record.
+    Delete { digest: Digest },
+}
+
+impl WriteCopy {
+    pub fn digest(&self) -> &Digest {
+        match self {
+            WriteCopy::Record { digest, .. } | WriteCopy::Delete { digest } => digest,
+        }
+    }
+
+    fn change(&self, namespace: &str) -> Change {
+        match self {
+            WriteCopy::Record { digest, set, meta, image } => {
+                Change::Record(record_copy(namespace, digest, set.clone(), meta, image.clone()))
+            }
+            WriteCopy::Delete { digest } => {
+                Change::Delete(RecordRef { namespace: namespace.to_string(), digest: digest.as_bytes().to_vec() })
+            }
+        }
+    }
+}
+
+/// When a write is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CommitLevel {
+    /// Once every other owner applied it.
+    #[default]
+    All,
+    /// At once; the copies go out in the background.
+    Master,
+}
+
+/// A record copy as it goes over the fabric.
+pub(crate) fn record_copy(
+    namespace: &str,
+    digest: &Digest,
+    set: Vec<u8>,
+    meta: &RecordMeta,
+    image: Vec<u8>,
+) -> RecordCopy {
+    RecordCopy {
+        namespace: namespace.to_string(),
+        digest: digest.as_bytes().to_vec(),
+        set,
+        generation: u32::from(meta.generation),
+        void_time: meta.void_time,
+        lut_ms: meta.lut_ms,
+        image,
+    }
+}
+
+/// A record copy from a peer, checked, as storage takes it.
+pub(crate) fn stored_copy(copy: &RecordCopy) -> Result<StoredCopy<'_>, ResultCode> {
+    let digest = Digest::from_slice(&copy.digest).ok_or(ResultCode::Parameter)?;
+    let generation = u16::try_from(copy.generation).map_err(|_| ResultCode::Parameter)?;
+    Ok(StoredCopy {
+        digest,
+        set: &copy.set,
+        meta: RecordMeta { generation, void_time: copy.void_time, lut_ms: copy.lut_ms },
+        image: &copy.image,
+    })
+}
+
+impl ClusterNode {
+    /// Hands the outcome of a write applied here, on partition `copy.digest()` of namespace
+    /// `ns`, to the partition's other owners. With [`CommitLevel::All`] it returns once every
+    /// one applied it, or with the error that kept one from it; with [`CommitLevel::Master`]
+    /// it returns at once (unless too many copies are already on their way, then it waits
+    /// like `All`, so that they cannot pile up).
+    pub async fn write_copies(&self, ns: usize, copy: WriteCopy, commit: CommitLevel) -> Result<(), ResultCode> {
+        if ns >= self.namespaces.len() {
+            return Err(ResultCode::Namespace);
+        }
+        if commit == CommitLevel::Master {
+            let permit = Arc::clone(&self.background_copies).try_acquire_owned();
+            if let (Ok(permit), Some(node)) = (permit, self.this.upgrade()) {
+                tokio::spawn(async move {
+                    // The client has its answer; a failure shows in the counters and the log.
+                    let _ = node.send_copies(ns, &copy).await;
+                    drop(permit);
+                });
+                return Ok(());
+            }
+        }
+        self.send_copies(ns, &copy).await
+    }
+
+    /// Sends `copy` until every other owner applied it; see the module comment.
+    async fn send_copies(&self, ns: usize, copy: &WriteCopy) -> Result<(), ResultCode> {
+        let pid = copy.digest().partition_id();
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(REPLICA_WRITE_DEADLINE_MS);
+        let name = self.namespaces[ns].name();
+        // Owners that applied the copy; they keep it across a view change.
+        let mut applied: SmallVec<[NodeId; 4]> = SmallVec::new();
+        let result = loop {
+            let Some((key, targets)) = self.copy_targets(ns, pid, &applied) else {
+                // Another node masters the partition now; this write is not this node's to
+                // finish, and the client must not take it as done.
+                break Err(ResultCode::Unavailable);
+            };
+            if targets.is_empty() {
+                break Ok(());
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                break Err(ResultCode::Timeout);
+            }
+            // Built for each try: the fabric takes the message, and the image is copied once
+            // per try rather than kept twice for the rare retry.
+            let body = Body::ReplicaWrite(ReplicaWrite { cluster_key: key, change: Some(copy.change(name)) });
+            self.counters.replica_writes_sent.fetch_add(targets.len() as u64, Ordering::Relaxed);
+            let reachable: SmallVec<[(NodeId, SocketAddr); 4]> =
+                targets.iter().filter_map(|&(n, addr)| Some((n, addr?))).collect();
+            // An owner whose address is unknown counts as not reached.
+            let (mut failure, mut again) = (None, reachable.len() < targets.len());
+            for (node, outcome) in self.request_each(&reachable, body, deadline - now, ack_result).await {
+                match outcome {
+                    Ok(()) => applied.push(node),
+                    // Refused for another view, or lost: worth sending again.
+                    Err(ResultCode::ClusterKeyMismatch | ResultCode::Timeout) => again = true,
+                    Err(code) => failure = Some(code),
+                }
+            }
+            if let Some(code) = failure {
+                // The replica cannot take this record (too big, out of memory, ...): sending
+                // it again would not change that.
+                break Err(code);
+            }
+            if again {
+                let pause = Duration::from_millis(REPLICA_WRITE_RETRY_PAUSE_MS);
+                if tokio::time::Instant::now() + pause >= deadline {
+                    break Err(ResultCode::Timeout);
+                }
+                tokio::time::sleep(pause).await;
+            }
+        };
+        if let Err(code) = result {
+            self.counters.replica_writes_failed.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(pid, code = ?code, "a write did not reach every owner");
+        }
+        result
+    }
+
+    /// The installed cluster key and the owners of partition `pid` that must still get a
+    /// write, or None when this node is not the partition's acting master. An owner whose
+    /// address is unknown stays in the list (with no address), so that the write fails
+    /// rather than skipping it.
+    fn copy_targets(&self, ns: usize, pid: u16, applied: &[NodeId]) -> Option<(u64, Targets)> {
+        let st = self.state.read();
+        let row = st.plans.get(ns)?.row(pid);
+        if row.acting_master() != self.me {
+            return None;
+        }
+        let targets = row
+            .copy_targets(self.me)
+            .filter(|n| !applied.contains(n))
+            .map(|n| (n, st.addrs.get(&n).map(|m| m.fabric)))
+            .collect();
+        Some((st.key, targets))
+    }
+
+    /// A write from a partition's master: applied if this node has the same view installed.
+    pub(crate) fn on_replica_write(&self, w: ReplicaWrite) -> Body {
+        if self.current_key() != w.cluster_key {
+            // The sender retries under its next plan, or gives up when it is not master.
+            return ack(ResultCode::ClusterKeyMismatch);
+        }
+        let outcome = match &w.change {
+            Some(Change::Record(copy)) => self.apply_replica_record(copy),
+            Some(Change::Delete(r)) => self.apply_replica_delete(r),
+            None => Err(ResultCode::Parameter),
+        };
+        match outcome {
+            Ok(()) => {
+                self.counters.replica_writes_applied.fetch_add(1, Ordering::Relaxed);
+                ack(ResultCode::Ok)
+            }
+            Err(code) => ack(code),
+        }
+    }
+
+    fn apply_replica_record(&self, copy: &RecordCopy) -> Result<(), ResultCode> {
+        let &i = self.ns_index.get(&copy.namespace).ok_or(ResultCode::Namespace)?;
+        let stored = stored_copy(copy)?;
+        match self.namespaces[i].apply_replica(&stored).map_err(|e| e.result_code())? {
+            // A later copy of the record is here already, and it includes this write; or the
+            // record is dead here (expired, truncated) and there is nothing to keep.
+            ReplicaApplied::Stored | ReplicaApplied::AlreadyLater | ReplicaApplied::Dead => Ok(()),
+        }
+    }
+
+    fn apply_replica_delete(&self, r: &RecordRef) -> Result<(), ResultCode> {
+        let &i = self.ns_index.get(&r.namespace).ok_or(ResultCode::Namespace)?;
+        let digest = Digest::from_slice(&r.digest).ok_or(ResultCode::Parameter)?;
+        self.namespaces[i].apply_delete(&digest);
+        let pid = digest.partition_id();
+        let mut st = self.state.write();
+        // Still arriving here: a migration batch read before the delete must not bring the
+        // record back.
+        let receiving = st.plans.get(i).is_some_and(|p| !p.row(pid).is_complete(self.me));
+        if receiving {
+            st.tombstones.entry((i, pid)).or_default().insert(digest);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::heartbeat::HeartbeatConfig;
+    use crate::membership::{MembershipConfig, NodeEndpoints};
+    use crate::node::{ack_result, ClusterConfig};
+    use petrel_proto::cluster::FabricMessage;
+    use petrel_proto::KeyRef;
+    use petrel_storage::{Namespace, NamespaceConfig, ReadSelect, Value};
+
+    fn free_addr() -> SocketAddr {
+        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port")
+    }
+
+    /// A node on loopback with one namespace (replication factor 2), seeded with `seeds`.
+    async fn node_on_loopback(id: NodeId, seeds: Vec<String>) -> (Arc<ClusterNode>, SocketAddr) {
+        let (heartbeat, fabric) = (free_addr(), free_addr());
+        let config = ClusterConfig {
+            heartbeat: HeartbeatConfig {
+                node_id: id,
+                listen: heartbeat,
+                advertise: heartbeat.to_string(),
+                seeds,
+                membership: MembershipConfig::new("replica-test"),
+                endpoints: NodeEndpoints { fabric: fabric.to_string(), service: "127.0.0.1:1".into() },
+            },
+            fabric_listen: fabric,
+            conflict_resolution: Default::default(),
+            migrate_parallelism: 1,
+        };
+        let ns = Arc::new(Namespace::in_memory(NamespaceConfig::new("test")).expect("namespace"));
+        (ClusterNode::start(config, vec![ns]).await.expect("start"), heartbeat)
+    }
+
+    /// Waits until every node installed the plan of one view with all of them.
+    async fn formed(nodes: &[&ClusterNode]) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let keys: Vec<(u64, usize)> = nodes.iter().map(|n| (n.current_key(), n.summary().members.len())).collect();
+            if keys.iter().all(|&(k, m)| k != 0 && k == keys[0].0 && m == nodes.len()) {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no common view: {keys:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A lone node on loopback, once it installed the plan of its one-node view.
+    async fn lone_node() -> Arc<ClusterNode> {
+        let (node, _) = node_on_loopback(0xA, Vec::new()).await;
+        formed(&[&node]).await;
+        node
+    }
+
+    fn image(n: i64) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        let p = Value::Int(n).to_particle();
+        petrel_storage::record::encode(&mut bytes, None, [(&b"n"[..], p.particle, &p.bytes[..])].into_iter())
+            .expect("encode");
+        bytes
+    }
+
+    fn record(digest: Digest, generation: u16, n: i64) -> WriteCopy {
+        let meta = RecordMeta { generation, void_time: 0, lut_ms: 1_000 + n as u64 };
+        WriteCopy::Record { digest, set: Vec::new(), meta, image: image(n) }
+    }
+
+    fn send(node: &ClusterNode, key: u64, copy: &WriteCopy) -> Result<(), ResultCode> {
+        let body = node.on_replica_write(ReplicaWrite { cluster_key: key, change: Some(copy.change("test")) });
+        ack_result(Ok(FabricMessage { body: Some(body), ..Default::default() }))
+    }
+
+    fn value(node: &ClusterNode, d: &Digest) -> Option<Value> {
+        let mut got = None;
+        let _ = node.namespaces[0].read(d, ReadSelect::All, |b| got = Value::from_particle(b.value).ok());
+        got
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replica_applies_copies_of_its_view_only_and_acknowledges_only_what_it_applied() {
+        let node = lone_node().await;
+        let key = node.current_key();
+        let d = Digest::compute(b"replica", KeyRef::Int(1));
+
+        // Another view's copy is refused, and not applied.
+        assert_eq!(send(&node, key ^ 1, &record(d, 1, 1)), Err(ResultCode::ClusterKeyMismatch));
+        assert_eq!(value(&node, &d), None);
+
+        // The master's copies apply in sequence, across the generation wrap.
+        assert_eq!(send(&node, key, &record(d, u16::MAX, 2)), Ok(()));
+        assert_eq!(send(&node, key, &record(d, 1, 3)), Ok(()));
+        assert_eq!(value(&node, &d), Some(Value::Int(3)));
+
+        // A copy overtaken in flight counts as applied (the later one includes it) and
+        // changes nothing.
+        assert_eq!(send(&node, key, &record(d, u16::MAX, 2)), Ok(()));
+        assert_eq!(value(&node, &d), Some(Value::Int(3)));
+
+        // A copy that cannot be applied is answered with its error, not acknowledged.
+        let broken = WriteCopy::Record { digest: d, set: Vec::new(), meta: RecordMeta::default(), image: image(4) };
+        assert!(send(&node, key, &broken).is_err());
+        assert_eq!(value(&node, &d), Some(Value::Int(3)));
+
+        // Deletes likewise.
+        assert_eq!(send(&node, key ^ 1, &WriteCopy::Delete { digest: d }), Err(ResultCode::ClusterKeyMismatch));
+        assert_eq!(value(&node, &d), Some(Value::Int(3)));
+        assert_eq!(send(&node, key, &WriteCopy::Delete { digest: d }), Ok(()));
+        assert_eq!(value(&node, &d), None);
+        assert_eq!(node.counters.replica_writes_applied.load(Ordering::Relaxed), 4);
+
+        // The lone owner has no one to copy to.
+        assert_eq!(node.write_copies(0, record(d, 5, 5), CommitLevel::All).await, Ok(()));
+        assert_eq!(node.write_copies(1, record(d, 5, 5), CommitLevel::All).await, Err(ResultCode::Namespace));
+        node.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_master_sends_refused_copies_again_until_the_replica_takes_them_or_the_deadline_passes() {
+        let (a, seed) = node_on_loopback(0xA, Vec::new()).await;
+        let (b, _) = node_on_loopback(0xB, vec![seed.to_string()]).await;
+        formed(&[&a, &b]).await;
+        // A record of a partition that `a` masters, and one of a partition it does not.
+        let digest_mastered_by = |node: &ClusterNode| {
+            (0..10_000)
+                .map(|i| Digest::compute(b"retry", KeyRef::Int(i)))
+                .find(|d| node.route(0, d.partition_id(), true) == crate::Route::Local)
+                .expect("a partition mastered by the node")
+        };
+        let (d, elsewhere) = (digest_mastered_by(&a), digest_mastered_by(&b));
+
+        assert_eq!(a.write_copies(0, record(d, 1, 1), CommitLevel::All).await, Ok(()));
+        assert_eq!(value(&b, &d), Some(Value::Int(1)));
+
+        // `b` stops following views (its heartbeat and fabric go on), so that the key set
+        // below stays until the test changes it.
+        let _ = b.stop.send(true);
+        // `b` has another view installed for a moment: refused, sent again, taken.
+        let key = b.current_key();
+        b.state.write().key = key ^ 1;
+        let sent_before = a.counters.replica_writes_sent.load(Ordering::Relaxed);
+        let writer = {
+            let a = Arc::clone(&a);
+            tokio::spawn(async move { a.write_copies(0, record(d, 2, 2), CommitLevel::All).await })
+        };
+        tokio::time::sleep(Duration::from_millis(REPLICA_WRITE_DEADLINE_MS / 3)).await;
+        assert_eq!(value(&b, &d), Some(Value::Int(1)));
+        b.state.write().key = key;
+        assert_eq!(writer.await.expect("writer"), Ok(()));
+        assert_eq!(value(&b, &d), Some(Value::Int(2)));
+        assert!(a.counters.replica_writes_sent.load(Ordering::Relaxed) - sent_before > 1, "sent again");
+
+        // Refused until the deadline: the write fails, and says so.
+        b.state.write().key = key ^ 1;
+        let started = tokio::time::Instant::now();
+        assert_eq!(a.write_copies(0, record(d, 3, 3), CommitLevel::All).await, Err(ResultCode::Timeout));
+        assert!(started.elapsed() >= Duration::from_millis(REPLICA_WRITE_DEADLINE_MS / 2));
+        b.state.write().key = key;
+        assert_eq!(value(&b, &d), Some(Value::Int(2)));
+
+        // Not the acting master: not this node's write to finish.
+        assert_eq!(a.write_copies(0, record(elsewhere, 1, 1), CommitLevel::All).await, Err(ResultCode::Unavailable));
+        a.stop().await;
+        b.stop().await;
+    }
+}
