@@ -19,9 +19,9 @@ use crate::node::{Node, NodeCounters};
 /// namespaces have no transaction support and refuse such commands with UNSUPPORTED_FEATURE
 /// (16), changing nothing.
 pub const BUILD: &str = "8.0.0.0";
-/// What `features` claims: only what works (no geo, blob bits or background query status
-/// until they are built).
-const FEATURES: &str = "batch-any;batch-index;cdt-list;cdt-map;cluster-stable;float;peers;pipelining;pquery;pscans;replicas;replicas-all;replicas-master;replicas-max;truncate-namespace";
+/// What `features` claims: only what works (no geospatial queries or background query
+/// status until they are built).
+const FEATURES: &str = "batch-any;batch-index;blob-bits;cdt-list;cdt-map;cluster-stable;float;peers;pipelining;pquery;pscans;replicas;replicas-all;replicas-master;replicas-max;truncate-namespace";
 /// Longest info request line we answer.
 const LINE_LEN_MAX: usize = 4096;
 /// Most commands in one info request.
