@@ -11,6 +11,7 @@ use petrel_proto::batch::BatchRow;
 use petrel_proto::message::{begin_frame, end_frame, write_field, Message, MessageMark, MsgHeader};
 use petrel_proto::wire::{info3, FieldType, FrameType, MSG_HEADER_LEN, PROTO_HEADER_LEN};
 use petrel_proto::ResultCode;
+use petrel_storage::exp::Program;
 
 use super::answer::{self, CmdError};
 use super::request::{Kind, Single};
@@ -21,7 +22,7 @@ use crate::node::Node;
 /// Serves a single-record request that came as a whole frame (`body`, kept to forward as
 /// it is).
 pub(crate) async fn serve_frame(node: &Node, msg: Message<'_>, body: &[u8], out: &mut Vec<u8>, hops: u32) {
-    let single = match Single::parse(node, msg, None) {
+    let single = match Single::parse(node, msg, None, None) {
         Ok(s) => s,
         Err(e) => {
             let start = begin_frame(out);
@@ -53,8 +54,14 @@ pub(crate) async fn serve_frame(node: &Node, msg: Message<'_>, body: &[u8], out:
 }
 
 /// Serves one batch row, appending its answer message (indexed by the row) to `out`.
-pub(crate) async fn serve_row(node: &Node, row: &BatchRow<'_>, out: &mut Vec<u8>, hops: u32) {
-    let single = match Single::parse(node, row.message, Some(row.digest)) {
+pub(crate) async fn serve_row(
+    node: &Node,
+    row: &BatchRow<'_>,
+    batch_filter: Option<&Program>,
+    out: &mut Vec<u8>,
+    hops: u32,
+) {
+    let single = match Single::parse(node, row.message, Some(row.digest), batch_filter) {
         Ok(s) => s,
         Err(e) => return answer::error(out, &e.into(), row.index),
     };
