@@ -7,6 +7,7 @@
 use petrel_proto::exp as op;
 use petrel_proto::msgpack::{self, MsgValue};
 
+use super::check;
 use super::value::EVal;
 use crate::StorageError;
 
@@ -33,6 +34,8 @@ pub enum Cmp {
 /// A compiled call into the CDT, bit or HLL code.
 #[derive(Debug)]
 pub struct Call {
+    /// The declared result type ([`op::ty`]).
+    pub ret: i64,
     /// [`op::MODULE_CDT`], [`op::MODULE_BITS`] or [`op::MODULE_HLL`].
     pub module: i64,
     /// The call returns the modified bin rather than the op's result.
@@ -84,11 +87,15 @@ pub struct Program {
 }
 
 impl Program {
-    /// Compiles the msgpack bytes of an expression.
+    /// Compiles the msgpack bytes of a filter: an expression that must be a boolean.
     pub fn compile(bytes: &[u8]) -> Result<Program, StorageError> {
         let (program, used) = Program::compile_prefix(bytes)?;
         if used != bytes.len() {
             return Err(bad("trailing bytes after expression"));
+        }
+        let t = check::type_of(&program.root, &mut Vec::new())?;
+        if t != check::ANY && t != op::ty::BOOL {
+            return Err(bad("filter expression is not a boolean"));
         }
         Ok(program)
     }
@@ -97,6 +104,7 @@ impl Program {
     pub fn compile_prefix(bytes: &[u8]) -> Result<(Program, usize), StorageError> {
         let mut c = Compiler { buf: bytes, pos: 0, nodes: 0, scopes: Vec::new(), vars: 0, needs_set_name: false };
         let root = c.node(0)?;
+        check::type_of(&root, &mut Vec::new())?;
         Ok((Program { root, vars: c.vars, needs_set_name: c.needs_set_name }, c.pos))
     }
 
@@ -367,7 +375,7 @@ impl<'b> Compiler<'b> {
     }
 
     fn call(&mut self, depth: usize) -> Result<Node, StorageError> {
-        let _declared_type = self.int()?;
+        let ret = self.int()?;
         let module_flags = self.int()?;
         let modify = module_flags & op::MODULE_MODIFY != 0;
         let module = module_flags & !op::MODULE_MODIFY;
@@ -399,7 +407,7 @@ impl<'b> Compiler<'b> {
         }
         let args = self.nodes_n(argc, depth)?;
         let bin = Box::new(self.node(depth)?);
-        let mut call = Call { module, modify, ctx, code, args, packed: None, bin };
+        let mut call = Call { ret, module, modify, ctx, code, args, packed: None, bin };
         if call.args.iter().all(|a| matches!(a, Node::Lit(_))) {
             let lits: Vec<EVal<'_>> =
                 call.args.iter().filter_map(|a| if let Node::Lit(v) = a { Some(v.reborrow()) } else { None }).collect();

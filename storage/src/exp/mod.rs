@@ -2,13 +2,14 @@
 //! read and modify operations (op types 7 and 8), compiled once per request ([`Program`]) and
 //! evaluated per record ([`RecordCtx`]) under the record's lock.
 //!
-//! * `decode` — bytes to a bounded, checked tree of nodes;
+//! * `decode` — bytes to a bounded tree of nodes; `check` — its static type check;
 //! * `eval` — the record context, logic, comparisons, metadata, `cond`, `let`;
 //! * `arith` — arithmetic and integer operators; `call` — CDT, bit and HLL calls;
 //! * `value` — the values ([`EVal`]) and their conversions.
 
 mod arith;
 mod call;
+mod check;
 mod decode;
 mod eval;
 mod value;
