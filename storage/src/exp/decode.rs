@@ -450,7 +450,14 @@ pub(crate) fn pack_call(call: &Call, args: &[EVal<'_>]) -> Option<Vec<u8>> {
     msgpack::encode_list_header(args.len() + 1, &mut out);
     msgpack::encode_int(call.code, &mut out);
     for a in args {
-        msgpack::encode(&a.to_msgpack()?, &mut out);
+        match a {
+            // Where an HLL call takes a list of sketches, one sketch (sent as an HLL or a blob)
+            // stands for a list of one.
+            EVal::Hll(_) | EVal::Blob(_) if call.module == op::MODULE_HLL => {
+                msgpack::encode(&MsgValue::List(vec![a.to_msgpack()?]), &mut out)
+            }
+            _ => msgpack::encode(&a.to_msgpack()?, &mut out),
+        }
     }
     Some(out)
 }

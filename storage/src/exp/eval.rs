@@ -113,7 +113,7 @@ pub(crate) fn eval<'a>(node: &'a Node, env: &mut Env<'a>) -> Option<EVal<'a>> {
         Node::Arith(code, args) => arith::eval_op(*code, args, env),
         Node::DigestModulo(m) => {
             let d = &env.rec.digest.0;
-            let v = u32::from_be_bytes([d[16], d[17], d[18], d[19]]) as i64;
+            let v = u32::from_le_bytes([d[16], d[17], d[18], d[19]]) as i64;
             Some(EVal::Int(v % m))
         }
         Node::Meta(code) => meta(*code, env.rec),

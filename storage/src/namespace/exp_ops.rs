@@ -72,14 +72,7 @@ pub(super) fn modify<'a>(
             results.push(OpResult { op_type: petrel_proto::wire::OpType::ExpModify, bin: name.to_vec(), value: None });
         }
     };
-    let value = match evaluate(&program, bins, rec, size_limit) {
-        Some(v) => v,
-        None if flags & wf::EVAL_NO_FAIL != 0 => {
-            ack(results);
-            return Ok(());
-        }
-        None => return Err(StorageError::OpNotApplicable("expression evaluated to unknown")),
-    };
+    // The bin's existence is checked before the expression is evaluated.
     let exists = find_bin(bins, name).is_some();
     if exists && flags & wf::CREATE_ONLY != 0 {
         ack(results);
@@ -89,6 +82,14 @@ pub(super) fn modify<'a>(
         ack(results);
         return policy_ok(StorageError::BinNotFound);
     }
+    let value = match evaluate(&program, bins, rec, size_limit) {
+        Some(v) => v,
+        None if flags & wf::EVAL_NO_FAIL != 0 => {
+            ack(results);
+            return Ok(());
+        }
+        None => return Err(StorageError::OpNotApplicable("expression evaluated to unknown")),
+    };
     if matches!(value, EVal::Nil) {
         if flags & wf::ALLOW_DELETE == 0 {
             ack(results);
