@@ -24,7 +24,8 @@ pub(crate) async fn run<W: AsyncWrite + Unpin>(
 ) -> std::io::Result<()> {
     node.counters.batch_index_initiate.fetch_add(1, Ordering::Relaxed);
     // The batch-wide filter, compiled once for every row without a filter of its own.
-    let batch_filter = match msg.field(FieldType::Filter).map(Program::compile).transpose() {
+    let batch_filter_raw = msg.field(FieldType::Filter);
+    let batch_filter = match batch_filter_raw.map(Program::compile).transpose() {
         Ok(f) => f,
         Err(e) => {
             answer::error_frame(out, e.result_code(), true);
@@ -51,7 +52,9 @@ pub(crate) async fn run<W: AsyncWrite + Unpin>(
             stream.abort(ResultCode::Parameter);
             return Ok(());
         };
-        single::serve_row(node, &row, batch_filter.as_ref(), stream.out, hops).await;
+        let filter =
+            batch_filter.as_ref().zip(batch_filter_raw).map(|(program, raw)| single::BatchFilter { raw, program });
+        single::serve_row(node, &row, filter, stream.out, hops).await;
         stream.flush_if_full().await?;
     }
     stream.finish(ResultCode::Ok);
