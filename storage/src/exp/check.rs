@@ -45,6 +45,11 @@ pub(crate) fn type_of(node: &Node, vars: &mut Vec<i64>) -> Result<i64, StorageEr
             expect(type_of(arg, vars)?, ty::STRING, "regex compares a string")?;
             ty::BOOL
         }
+        Node::Geo(l, r) => {
+            expect(type_of(l, vars)?, ty::GEO, "geospatial comparison of a non-GeoJSON value")?;
+            expect(type_of(r, vars)?, ty::GEO, "geospatial comparison of a non-GeoJSON value")?;
+            ty::BOOL
+        }
         Node::And(args) | Node::Or(args) | Node::Exclusive(args) => {
             for a in args {
                 expect(type_of(a, vars)?, ty::BOOL, "logical operand is not a boolean")?;

@@ -57,6 +57,8 @@ pub enum Node {
     Unknown,
     Cmp(Cmp, Box<Node>, Box<Node>),
     Regex(Box<regex::bytes::Regex>, Box<Node>),
+    /// Geospatial comparison: a point within a region, or a region containing a point.
+    Geo(Box<Node>, Box<Node>),
     And(Vec<Node>),
     Or(Vec<Node>),
     Not(Box<Node>),
@@ -252,7 +254,10 @@ impl<'b> Compiler<'b> {
                     .map_err(|_| bad("bad regex"))?;
                 Node::Regex(Box::new(re), Box::new(self.node(d)?))
             }
-            op::GEO => return Err(StorageError::Unsupported("geospatial expressions")),
+            op::GEO => {
+                want(2)?;
+                Node::Geo(Box::new(self.node(d)?), Box::new(self.node(d)?))
+            }
             op::AND | op::OR | op::EXCLUSIVE => {
                 if argc < 2 {
                     return Err(bad("logical operator needs two operands"));

@@ -11,7 +11,7 @@ use petrel_proto::Digest;
 
 use super::decode::{Cmp, Node, Program};
 use super::value::{compare, EVal};
-use super::{arith, call};
+use super::{arith, call, geo};
 use crate::record::{ImageView, KeyRef};
 use crate::value::ParticleRef;
 
@@ -100,6 +100,10 @@ pub(crate) fn eval<'a>(node: &'a Node, env: &mut Env<'a>) -> Option<EVal<'a>> {
         },
         Node::And(args) => short_circuit(args, env, false),
         Node::Or(args) => short_circuit(args, env, true),
+        Node::Geo(l, r) => match (eval(l, env)?, eval(r, env)?) {
+            (EVal::Geo(a), EVal::Geo(b)) => Some(EVal::Bool(geo::compare(&a, &b)?)),
+            _ => None,
+        },
         Node::Not(a) => Some(EVal::Bool(!as_bool(eval(a, env))?)),
         Node::Exclusive(args) => {
             let mut trues = 0;

@@ -5,6 +5,7 @@
 //! * `decode` — bytes to a bounded tree of nodes; `check` — its static type check;
 //! * `eval` — the record context, logic, comparisons, metadata, `cond`, `let`;
 //! * `arith` — arithmetic and integer operators; `call` — CDT, bit and HLL calls;
+//! * `geo` — geospatial comparison (point within region, region contains point);
 //! * `value` — the values ([`EVal`]) and their conversions.
 
 mod arith;
@@ -12,6 +13,7 @@ mod call;
 mod check;
 mod decode;
 mod eval;
+mod geo;
 mod value;
 
 #[cfg(test)]

@@ -179,8 +179,20 @@ fn logic_exclusive_and_regex() {
     assert_eq!(value(&re, &r), Some(EVal::Bool(true)));
     let re2 = call(op::REGEX, &[int(0), raw("^HELLO"), bin(op::ty::STRING, "s")]);
     assert_eq!(value(&re2, &r), Some(EVal::Bool(false)));
-    let geo = call(op::GEO, &[bin(op::ty::GEO, "g"), bin(op::ty::GEO, "g")]);
-    assert!(matches!(eval_on(&geo, &r), Err(StorageError::Unsupported(_))));
+}
+
+#[test]
+fn geospatial_comparison() {
+    let r = rec(&[("p", MsgValue::Blob(23, b"\0\0\0{\"type\":\"Point\",\"coordinates\":[-122.0,37.5]}".to_vec()))]);
+    let geo = |s: &str| enc(&MsgValue::Blob(23, s.as_bytes().to_vec()));
+    let circle = geo(r#"{"type":"AeroCircle","coordinates":[[-122.0,37.5005],100]}"#);
+    let far = geo(r#"{"type":"AeroCircle","coordinates":[[-121.0,37.5],100]}"#);
+    let square = geo(r#"{"type":"Polygon","coordinates":[[[-123,37],[-121,37],[-121,38],[-123,38],[-123,37]]]}"#);
+    let t = Some(EVal::Bool(true));
+    assert_eq!(value(&call(op::GEO, &[bin(op::ty::GEO, "p"), circle]), &r), t);
+    assert_eq!(value(&call(op::GEO, &[bin(op::ty::GEO, "p"), far]), &r), Some(EVal::Bool(false)));
+    assert_eq!(value(&call(op::GEO, &[square, bin(op::ty::GEO, "p")]), &r), t, "a region contains the point");
+    assert!(eval_on(&call(op::GEO, &[bin(op::ty::INT, "p"), bin(op::ty::GEO, "p")]), &r).is_err());
 }
 
 // ---- metadata ----
