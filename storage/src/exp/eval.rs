@@ -188,7 +188,7 @@ fn same_kind(l: &EVal<'_>, r: &EVal<'_>) -> bool {
 }
 
 fn meta<'a>(code: i64, rec: &RecordCtx<'a>) -> Option<EVal<'a>> {
-    let ns_since_1970 = |ms: u64| ((ms + CITRUSLEAF_EPOCH_MS) as i64).saturating_mul(1_000_000);
+    let ns_since_1970 = |ms: u64| (ms.saturating_add(CITRUSLEAF_EPOCH_MS) as i64).saturating_mul(1_000_000);
     Some(match code {
         op::DEVICE_SIZE => EVal::Int(0),
         op::MEMORY_SIZE | op::RECORD_SIZE => EVal::Int(rec.data_size as i64),

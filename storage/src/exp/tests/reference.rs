@@ -224,4 +224,38 @@ proptest! {
         let got = eval_on(&enc_i(&e), &r).expect("compiles");
         prop_assert_eq!(got, ref_i(&e, &bins).map(EVal::Int));
     }
+
+    #[test]
+    fn mutated_expressions_never_panic(
+        e in bool_exp(),
+        bins in record_bins(),
+        edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..4),
+        cut in any::<usize>(),
+    ) {
+        let mut bytes = enc_b(&e);
+        for (at, b) in edits {
+            let i = at % bytes.len();
+            bytes[i] = b;
+        }
+        bytes.truncate(bytes.len() - cut % 3.min(bytes.len()));
+        let r = record_of(&bins);
+        let _ = eval_on_unchecked(&bytes, &r);
+    }
+}
+
+/// Compiles and evaluates whatever compiles, ignoring trailing bytes.
+fn eval_on_unchecked(bytes: &[u8], r: &Rec) -> Option<EVal<'static>> {
+    let (program, _) = Program::compile_prefix(bytes).ok()?;
+    let image = ImageView::parse(&r.image).ok()?;
+    let ctx = RecordCtx {
+        digest: &r.digest,
+        set_name: b"",
+        key: None,
+        void_time: 0,
+        lut_ms: 0,
+        now_ms: 0,
+        data_size: 0,
+        bins: Bins::Image(image),
+    };
+    program.eval(&ctx, 1 << 16).map(EVal::into_owned)
 }
