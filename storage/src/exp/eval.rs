@@ -60,7 +60,7 @@ pub struct RecordCtx<'a> {
 /// Evaluation state: the record and the variable slots.
 pub(crate) struct Env<'a> {
     pub(crate) rec: &'a RecordCtx<'a>,
-    pub(crate) vars: Vec<Option<EVal<'a>>>,
+    pub(crate) vars: smallvec::SmallVec<[Option<EVal<'a>>; 4]>,
     /// Bytes a bit call may grow a value to.
     pub(crate) size_limit: usize,
 }
@@ -68,7 +68,7 @@ pub(crate) struct Env<'a> {
 impl Program {
     /// Evaluates the program; `None` is "unknown".
     pub fn eval<'a>(&'a self, rec: &'a RecordCtx<'a>, size_limit: usize) -> Option<EVal<'a>> {
-        let mut env = Env { rec, vars: vec![None; self.vars], size_limit };
+        let mut env = Env { rec, vars: smallvec::smallvec![None; self.vars], size_limit };
         eval(&self.root, &mut env)
     }
 
