@@ -116,3 +116,15 @@ pub mod write_flags {
     pub const POLICY_NO_FAIL: i64 = 8;
     pub const EVAL_NO_FAIL: i64 = 16;
 }
+
+/// Packs a call `[code, args...]` from arguments already packed (what a client building an
+/// expression does).
+pub fn pack_call(code: i64, args: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(5 + args.iter().map(Vec::len).sum::<usize>());
+    crate::msgpack::encode_list_header(args.len() + 1, &mut out);
+    crate::msgpack::encode_int(code, &mut out);
+    for a in args {
+        out.extend_from_slice(a);
+    }
+    out
+}

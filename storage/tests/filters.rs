@@ -22,13 +22,7 @@ fn key(i: i64) -> Digest {
 }
 
 fn call(code: i64, args: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = Vec::new();
-    msgpack::encode_list_header(args.len() + 1, &mut out);
-    msgpack::encode_int(code, &mut out);
-    for a in args {
-        out.extend_from_slice(a);
-    }
-    out
+    op::pack_call(code, args)
 }
 
 fn int(i: i64) -> Vec<u8> {
