@@ -33,6 +33,8 @@ pub mod read {
     pub const SIMILARITY: i64 = 54;
     /// `[55]`: `[index_bits, minhash_bits]`.
     pub const DESCRIBE: i64 = 55;
+    /// `[56, elements]`: 1 when the sketch may hold every element, else 0 (expressions only).
+    pub const MAY_CONTAIN: i64 = 56;
 }
 
 /// Write flags (the HLL policy), a bit set.

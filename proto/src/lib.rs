@@ -7,7 +7,7 @@
 //! bytes of each bin value type ([`particle`]), the msgpack flavour used for list and map
 //! values and CDT operation payloads ([`msgpack`]), the CDT op codes, return types and flags
 //! ([`cdt`]), the bitwise op codes and flags ([`bits`]), the HyperLogLog op codes, flags and
-//! value layout ([`hll`]), and the messages nodes exchange among themselves, as protobuf ([`cluster`]).
+//! value layout ([`hll`]), the filter-expression op codes and flags ([`exp`]), and the messages nodes exchange among themselves, as protobuf ([`cluster`]).
 //! It depends on nothing else in the workspace, so the client can use it alone.
 
 pub mod batch;
@@ -15,6 +15,7 @@ pub mod bits;
 pub mod cdt;
 pub mod cluster;
 pub mod digest;
+pub mod exp;
 pub mod hll;
 pub mod message;
 pub mod msgpack;

@@ -41,6 +41,8 @@ pub enum StorageError {
     ElementExists,
     #[error("operation not applicable: {0}")]
     OpNotApplicable(&'static str),
+    #[error("record filtered out by the request's expression")]
+    FilteredOut,
     #[error("internal storage error: {0}")]
     Internal(&'static str),
 }
@@ -67,6 +69,7 @@ impl StorageError {
             ElementNotFound => ResultCode::ElementNotFound,
             ElementExists => ResultCode::ElementExists,
             OpNotApplicable(_) => ResultCode::OpNotApplicable,
+            FilteredOut => ResultCode::FilteredOut,
             Internal(_) => ResultCode::Unknown,
         }
     }

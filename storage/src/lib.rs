@@ -3,6 +3,7 @@
 //! * [`index`] — the primary index: per partition, sprigs of arena-based red-black trees
 //!   keyed by digest, each sprig behind its own lock.
 //! * [`engine`] — where record data lives ([`StorageEngine`]); today in memory.
+//! * [`exp`] — filter expressions: compiled once per request, evaluated per record.
 //! * [`record`] — the data image of a record; [`value`] — bin values and their checks.
 //! * [`ops`] — the single-record operations and policies; [`cdt`] — list and map operations;
 //!   [`bits`] — bitwise operations on bytes bins; [`hll`] — HyperLogLog operations.
@@ -18,6 +19,7 @@ pub mod cdt;
 pub mod clock;
 pub mod engine;
 mod error;
+pub mod exp;
 pub mod hll;
 pub mod index;
 pub mod namespace;

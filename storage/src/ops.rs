@@ -36,12 +36,19 @@ pub enum Op<'a> {
     HllRead { bin: &'a [u8], payload: &'a [u8] },
     /// A HyperLogLog modify.
     HllModify { bin: &'a [u8], payload: &'a [u8] },
+    /// An expression read answered under `bin`; `payload` is the msgpack `[expression, flags]`.
+    ExpRead { bin: &'a [u8], payload: &'a [u8] },
+    /// An expression modify of `bin`.
+    ExpModify { bin: &'a [u8], payload: &'a [u8] },
 }
 
 impl Op<'_> {
     /// Whether the op changes the record.
     pub fn is_write(&self) -> bool {
-        !matches!(self, Op::Read { .. } | Op::CdtRead { .. } | Op::BitRead { .. } | Op::HllRead { .. })
+        !matches!(
+            self,
+            Op::Read { .. } | Op::CdtRead { .. } | Op::BitRead { .. } | Op::HllRead { .. } | Op::ExpRead { .. }
+        )
     }
 
     /// The wire op type, echoed in results.
@@ -60,6 +67,8 @@ impl Op<'_> {
             Op::BitModify { .. } => OpType::BitModify,
             Op::HllRead { .. } => OpType::HllRead,
             Op::HllModify { .. } => OpType::HllModify,
+            Op::ExpRead { .. } => OpType::ExpRead,
+            Op::ExpModify { .. } => OpType::ExpModify,
         }
     }
 
@@ -76,7 +85,9 @@ impl Op<'_> {
             | Op::BitRead { bin, .. }
             | Op::BitModify { bin, .. }
             | Op::HllRead { bin, .. }
-            | Op::HllModify { bin, .. } => bin,
+            | Op::HllModify { bin, .. }
+            | Op::ExpRead { bin, .. }
+            | Op::ExpModify { bin, .. } => bin,
             Op::Touch | Op::DeleteRecord => b"",
         }
     }

@@ -8,6 +8,7 @@ use petrel_proto::batch::BatchRows;
 use petrel_proto::message::{Message, MessageLimits};
 use petrel_proto::wire::FieldType;
 use petrel_proto::ResultCode;
+use petrel_storage::exp::Program;
 use tokio::io::AsyncWrite;
 
 use super::answer::{self, Stream};
@@ -22,11 +23,15 @@ pub(crate) async fn run<W: AsyncWrite + Unpin>(
     hops: u32,
 ) -> std::io::Result<()> {
     node.counters.batch_index_initiate.fetch_add(1, Ordering::Relaxed);
-    if msg.field(FieldType::Filter).is_some() {
-        // A filter over the whole batch that is not applied would answer records it excludes.
-        answer::error_frame(out, ResultCode::UnsupportedFeature, true);
-        return Ok(());
-    }
+    // The batch-wide filter, compiled once for every row without a filter of its own.
+    let batch_filter_raw = msg.field(FieldType::Filter);
+    let batch_filter = match batch_filter_raw.map(Program::compile).transpose() {
+        Ok(f) => f,
+        Err(e) => {
+            answer::error_frame(out, e.result_code(), true);
+            return Ok(());
+        }
+    };
     let Some(field) = msg.field(FieldType::BatchIndex) else {
         answer::error_frame(out, ResultCode::Parameter, true);
         return Ok(());
@@ -47,7 +52,9 @@ pub(crate) async fn run<W: AsyncWrite + Unpin>(
             stream.abort(ResultCode::Parameter);
             return Ok(());
         };
-        single::serve_row(node, &row, stream.out, hops).await;
+        let filter =
+            batch_filter.as_ref().zip(batch_filter_raw).map(|(program, raw)| single::BatchFilter { raw, program });
+        single::serve_row(node, &row, filter, stream.out, hops).await;
         stream.flush_if_full().await?;
     }
     stream.finish(ResultCode::Ok);

@@ -18,7 +18,7 @@ pub(crate) async fn apply(
     row_index: u32,
 ) -> Result<(), CmdError> {
     let policy = req.write_policy()?;
-    req.sns.ns.delete(&req.digest, policy.generation)?;
+    req.sns.ns.delete_filtered(&req.digest, policy.generation, req.filter())?;
     if let Some(cluster) = node.cluster() {
         replicate::send(node, cluster, req, WriteCopy::Delete { digest: req.digest }).await?;
     }

@@ -25,7 +25,7 @@ pub(crate) fn bins(req: &Single<'_, '_>, out: &mut Vec<u8>, row_index: u32) -> R
     // The header goes first; the metadata and the op count are set once the bins are in.
     let mark = answer::begin(out, ResultCode::Ok, RecordMeta::default(), row_index);
     let mut n_ops = 0usize;
-    let read = req.sns.ns.read(&req.digest, select, |b| {
+    let read = req.sns.ns.read_filtered(&req.digest, select, req.filter(), |b| {
         write_op(out, OpType::Read as u8, b.value.particle, b.name, b.value.bytes);
         n_ops += 1;
     });
@@ -45,7 +45,7 @@ pub(crate) fn bins(req: &Single<'_, '_>, out: &mut Vec<u8>, row_index: u32) -> R
 
 /// Whether the record exists, with its metadata.
 pub(crate) fn exists(req: &Single<'_, '_>, out: &mut Vec<u8>, row_index: u32) -> Result<(), CmdError> {
-    let meta = req.sns.ns.exists(&req.digest)?;
+    let meta = req.sns.ns.exists_filtered(&req.digest, req.filter())?;
     answer::begin(out, ResultCode::Ok, meta, row_index);
     Ok(())
 }
@@ -54,8 +54,8 @@ pub(crate) fn exists(req: &Single<'_, '_>, out: &mut Vec<u8>, row_index: u32) ->
 pub(crate) fn operate(req: &Single<'_, '_>, out: &mut Vec<u8>, row_index: u32) -> Result<(), CmdError> {
     let ops = req.ops()?;
     let policy = WritePolicy { respond_all_ops: req.respond_all_ops(), ..Default::default() };
-    let outcome =
-        req.sns.ns.operate(&OperateRequest { digest: req.digest, set: req.set, key: None, policy, ops: &ops })?;
+    let request = OperateRequest { digest: req.digest, set: req.set, key: None, policy, ops: &ops };
+    let outcome = req.sns.ns.operate_filtered(&request, req.filter())?;
     answer::operate(out, &outcome, row_index);
     Ok(())
 }

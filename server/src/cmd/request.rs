@@ -5,6 +5,7 @@
 use petrel_proto::message::Message;
 use petrel_proto::wire::{info1, info2, info3, info4, FieldType, OpType};
 use petrel_proto::Digest;
+use petrel_storage::exp::Program;
 use petrel_storage::ops::{ExistsAction, GenerationPolicy, Op, Ttl, WritePolicy};
 use petrel_storage::record::KeyRef;
 use petrel_storage::value::ParticleRef;
@@ -38,12 +39,21 @@ pub(crate) struct Single<'n, 'a> {
     pub digest: Digest,
     pub set: &'a [u8],
     pub kind: Kind,
+    /// The request's own filter expression, compiled.
+    own_filter: Option<Program>,
+    /// A filter shared by every row of a batch, used when the row has none of its own.
+    shared_filter: Option<&'n Program>,
 }
 
 impl<'n, 'a> Single<'n, 'a> {
     /// Parses `msg` for `node`; `digest` is a batch row's own digest. Refuses what Petrel does
     /// not do (filter expressions, transactions) before anything is applied.
-    pub(crate) fn parse(node: &'n Node, msg: Message<'a>, digest: Option<Digest>) -> Result<Self, StorageError> {
+    pub(crate) fn parse(
+        node: &'n Node,
+        msg: Message<'a>,
+        digest: Option<Digest>,
+        shared_filter: Option<&'n Program>,
+    ) -> Result<Self, StorageError> {
         let ns_name = msg.field(FieldType::Namespace).ok_or(StorageError::Parameter("no namespace"))?;
         let sns = node.namespace(ns_name).ok_or(StorageError::NamespaceNotFound)?;
         if carries_transaction(&msg) {
@@ -51,10 +61,7 @@ impl<'n, 'a> Single<'n, 'a> {
             // leave an aborted transaction applied.
             return Err(StorageError::Unsupported("multi-record transactions"));
         }
-        if msg.field(FieldType::Filter).is_some() {
-            // Answering without applying the filter would return records it excludes.
-            return Err(StorageError::Unsupported("filter expressions"));
-        }
+        let own_filter = msg.field(FieldType::Filter).map(Program::compile).transpose()?;
         let digest = match digest {
             Some(d) => d,
             None => digest_of(&msg)?,
@@ -73,7 +80,12 @@ impl<'n, 'a> Single<'n, 'a> {
         } else {
             Kind::ReadOps
         };
-        Ok(Single { sns, msg, digest, set: msg.field(FieldType::Set).unwrap_or(b""), kind })
+        Ok(Single { sns, msg, digest, set: msg.field(FieldType::Set).unwrap_or(b""), kind, own_filter, shared_filter })
+    }
+
+    /// The filter the record must pass, if any.
+    pub(crate) fn filter(&self) -> Option<&Program> {
+        self.own_filter.as_ref().or(self.shared_filter)
     }
 
     pub(crate) fn is_write(&self) -> bool {
@@ -148,9 +160,8 @@ impl<'n, 'a> Single<'n, 'a> {
                 Some(OpType::BitModify) => Op::BitModify { bin: w.name, payload: w.value },
                 Some(OpType::HllRead) => Op::HllRead { bin: w.name, payload: w.value },
                 Some(OpType::HllModify) => Op::HllModify { bin: w.name, payload: w.value },
-                Some(OpType::ExpRead | OpType::ExpModify) => {
-                    return Err(StorageError::Unsupported("expression operations"))
-                }
+                Some(OpType::ExpRead) => Op::ExpRead { bin: w.name, payload: w.value },
+                Some(OpType::ExpModify) => Op::ExpModify { bin: w.name, payload: w.value },
                 None => return Err(StorageError::Parameter("unknown op type")),
             };
             ops.push(op);

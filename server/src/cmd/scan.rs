@@ -1,6 +1,7 @@
 //! Partition scans (the clients' scans and queries without an index): each requested
 //! partition is walked in digest order, from its start or after a digest, a batch of records
-//! at a time without holding a sprig lock while answering; each partition answered
+//! at a time without holding a sprig lock while answering (a filter expression, when sent,
+//! is applied under the lock); each partition answered
 //! "done", or "unavailable" in a cluster when this node is not its acting master (the client
 //! asks again where its refreshed map points).
 
@@ -12,6 +13,7 @@ use petrel_cluster::Route;
 use petrel_proto::message::{write_field, write_key_field, write_op, Message, MsgHeader};
 use petrel_proto::wire::{info1, info2, info3, FieldType, OpType};
 use petrel_proto::{Digest, ResultCode, PARTITIONS_COUNT};
+use petrel_storage::exp::Program;
 use tokio::io::AsyncWrite;
 
 use super::answer::{self, Stream};
@@ -28,6 +30,8 @@ struct ScanRequest<'a> {
     no_bins: bool,
     bins: Vec<&'a [u8]>,
     records_max: usize,
+    /// The filter expression every returned record passes, compiled once.
+    filter: Option<Program>,
     /// Partitions from their start (PID_ARRAY), and partitions to resume after a digest.
     work: Vec<(u16, Option<Digest>)>,
 }
@@ -35,7 +39,6 @@ struct ScanRequest<'a> {
 fn parse<'a>(msg: &Message<'a>, ns: &petrel_storage::Namespace) -> Result<ScanRequest<'a>, ResultCode> {
     if msg.field(FieldType::IndexRange).is_some()
         || msg.field(FieldType::UdfOp).is_some()
-        || msg.field(FieldType::Filter).is_some()
         || msg.header.info2 & info2::WRITE != 0
         || carries_transaction(msg)
     {
@@ -85,6 +88,7 @@ fn parse<'a>(msg: &Message<'a>, ns: &petrel_storage::Namespace) -> Result<ScanRe
         no_bins: msg.header.info1 & info1::GET_NO_BINS != 0,
         bins: msg.ops().filter(|o| !o.name.is_empty()).map(|o| o.name).collect(),
         records_max,
+        filter: msg.field(FieldType::Filter).map(Program::compile).transpose().map_err(|e| e.result_code())?,
         work,
     })
 }
@@ -129,7 +133,8 @@ pub(crate) async fn run<W: AsyncWrite + Unpin>(
             continue;
         }
         let out = &mut *stream.out;
-        let walked = ns.scan_partition(pid, after, scan.set_id, scan.records_max - returned, |r| {
+        let limit = scan.records_max - returned;
+        let walked = ns.scan_partition_filtered(pid, after, scan.set_id, limit, scan.filter.as_ref(), |r| {
             let mark = answer::begin(out, ResultCode::Ok, r.meta, 0);
             if scan.no_bins {
                 mark.set_info1(out, info1::GET_NO_BINS);

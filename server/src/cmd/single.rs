@@ -11,6 +11,7 @@ use petrel_proto::batch::BatchRow;
 use petrel_proto::message::{begin_frame, end_frame, write_field, Message, MessageMark, MsgHeader};
 use petrel_proto::wire::{info3, FieldType, FrameType, MSG_HEADER_LEN, PROTO_HEADER_LEN};
 use petrel_proto::ResultCode;
+use petrel_storage::exp::Program;
 
 use super::answer::{self, CmdError};
 use super::request::{Kind, Single};
@@ -21,7 +22,7 @@ use crate::node::Node;
 /// Serves a single-record request that came as a whole frame (`body`, kept to forward as
 /// it is).
 pub(crate) async fn serve_frame(node: &Node, msg: Message<'_>, body: &[u8], out: &mut Vec<u8>, hops: u32) {
-    let single = match Single::parse(node, msg, None) {
+    let single = match Single::parse(node, msg, None, None) {
         Ok(s) => s,
         Err(e) => {
             let start = begin_frame(out);
@@ -53,8 +54,14 @@ pub(crate) async fn serve_frame(node: &Node, msg: Message<'_>, body: &[u8], out:
 }
 
 /// Serves one batch row, appending its answer message (indexed by the row) to `out`.
-pub(crate) async fn serve_row(node: &Node, row: &BatchRow<'_>, out: &mut Vec<u8>, hops: u32) {
-    let single = match Single::parse(node, row.message, Some(row.digest)) {
+pub(crate) async fn serve_row(
+    node: &Node,
+    row: &BatchRow<'_>,
+    batch_filter: Option<BatchFilter<'_>>,
+    out: &mut Vec<u8>,
+    hops: u32,
+) {
+    let single = match Single::parse(node, row.message, Some(row.digest), batch_filter.map(|f| f.program)) {
         Ok(s) => s,
         Err(e) => return answer::error(out, &e.into(), row.index),
     };
@@ -64,7 +71,7 @@ pub(crate) async fn serve_row(node: &Node, row: &BatchRow<'_>, out: &mut Vec<u8>
             Route::Proxy(to) => {
                 // The client's map is behind: the row runs there as a single request.
                 node.counters.proxied_requests.fetch_add(1, Ordering::Relaxed);
-                let answer = cluster.proxy(to, standalone(row), hops).await;
+                let answer = cluster.proxy(to, standalone(row, batch_filter.map(|f| f.raw)), hops).await;
                 return append_proxied_row(out, answer, row.index);
             }
             Route::Unavailable => return answer::code(out, ResultCode::Unavailable, row.index),
@@ -108,12 +115,27 @@ async fn execute(node: &Node, single: &Single<'_, '_>, out: &mut Vec<u8>, row_in
     single.sns.latencies.record(kind, started.elapsed());
 }
 
-/// A batch row as a standalone message (its digest as a field), to run on another node.
-fn standalone(row: &BatchRow<'_>) -> Vec<u8> {
+/// A batch's filter: its bytes (forwarded with rows served elsewhere) and its compiled form.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BatchFilter<'a> {
+    pub raw: &'a [u8],
+    pub program: &'a Program,
+}
+
+/// A batch row as a standalone message (its digest as a field), to run on another node; a
+/// row without a filter of its own carries the batch's.
+fn standalone(row: &BatchRow<'_>, batch_filter: Option<&[u8]>) -> Vec<u8> {
     let m = &row.message;
-    let mut buf = Vec::with_capacity(MSG_HEADER_LEN + 25 + m.fields_bytes().len() + m.ops_bytes().len());
-    MsgHeader { n_fields: m.header.n_fields + 1, ..m.header }.write(&mut buf);
+    let filter = batch_filter.filter(|_| m.field(FieldType::Filter).is_none());
+    let extra = 1 + u16::from(filter.is_some());
+    let mut buf = Vec::with_capacity(
+        MSG_HEADER_LEN + 25 + filter.map_or(0, |f| f.len() + 5) + m.fields_bytes().len() + m.ops_bytes().len(),
+    );
+    MsgHeader { n_fields: m.header.n_fields + extra, ..m.header }.write(&mut buf);
     write_field(&mut buf, FieldType::Digest as u8, row.digest.as_bytes());
+    if let Some(f) = filter {
+        write_field(&mut buf, FieldType::Filter as u8, f);
+    }
     buf.extend_from_slice(m.fields_bytes());
     buf.extend_from_slice(m.ops_bytes());
     buf
@@ -131,5 +153,36 @@ fn append_proxied_row(out: &mut Vec<u8>, answer: Result<Vec<u8>, ResultCode>, in
         }
         Ok(_) => answer::code(out, ResultCode::Unknown, index),
         Err(code) => answer::code(out, code, index),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use petrel_proto::batch::{encode_row, BatchRows};
+    use petrel_proto::message::{Message, MessageLimits};
+    use petrel_proto::wire::{info1, FieldType};
+    use petrel_proto::Digest;
+
+    use super::*;
+
+    #[test]
+    fn a_forwarded_row_carries_the_batch_filter() {
+        let mut body = Vec::new();
+        MsgHeader { info1: info1::READ, n_fields: 1, ..Default::default() }.write(&mut body);
+        write_field(&mut body, FieldType::Namespace as u8, b"test");
+        let (m, _) = Message::parse(&body, MessageLimits::default()).expect("row message");
+        let mut field = vec![0, 0, 0, 1, 0];
+        encode_row(&mut field, 0, &Digest([7; 20]), Some(&m));
+        let (mut rows, _) = BatchRows::parse(&field, MessageLimits::default()).expect("batch field");
+        let row = rows.next_row().expect("a row").expect("parses");
+        let filter = [0x93, 0x01, 0x02, 0x02];
+        let with = standalone(&row, Some(&filter));
+        let (msg, _) = Message::parse(&with, MessageLimits::default()).expect("message");
+        assert_eq!(msg.field(FieldType::Filter), Some(&filter[..]));
+        assert_eq!(msg.field(FieldType::Digest), Some(&[7u8; 20][..]));
+        assert_eq!(msg.field(FieldType::Namespace), Some(&b"test"[..]));
+        let without = standalone(&row, None);
+        let (msg, _) = Message::parse(&without, MessageLimits::default()).expect("message");
+        assert_eq!(msg.field(FieldType::Filter), None);
     }
 }

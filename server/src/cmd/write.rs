@@ -21,8 +21,8 @@ pub(crate) async fn apply(
     if ops.is_empty() {
         return Err(StorageError::Parameter("write without ops").into());
     }
-    let mut outcome =
-        req.sns.ns.operate(&OperateRequest { digest: req.digest, set: req.set, key: req.key(), policy, ops: &ops })?;
+    let request = OperateRequest { digest: req.digest, set: req.set, key: req.key(), policy, ops: &ops };
+    let mut outcome = req.sns.ns.operate_filtered(&request, req.filter())?;
     if let Some(cluster) = node.cluster() {
         if let Some(copy) = replicate::of_operate(req, &mut outcome) {
             replicate::send(node, cluster, req, copy).await?;

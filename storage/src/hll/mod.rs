@@ -59,6 +59,7 @@ fn signature(code: i64, modify_op: bool) -> Option<(&'static [Slot], usize)> {
         (true, modify::SET_UNION) => (&[Sketches, Flags(CREATE_ONLY | UPDATE_ONLY | ALLOW_FOLD | NO_FAIL)], 1),
         (true, modify::REFRESH_COUNT) | (false, read::COUNT | read::DESCRIBE) => (&[], 0),
         (true, modify::FOLD) => (&[IndexBits], 1),
+        (false, read::MAY_CONTAIN) => (&[Elements], 1),
         (false, read::UNION | read::UNION_COUNT) => (&[Sketches], 1),
         (false, read::INTERSECT_COUNT | read::SIMILARITY) => (&[IntersectSketches], 1),
         _ => return None,
@@ -265,6 +266,7 @@ fn read_op(op: &HllOp<'_>, current: SketchRef<'_>) -> Result<Particle, StorageEr
     all.push(current);
     Ok(match op.code {
         read::COUNT => int_particle(estimate::cardinality(current)),
+        read::MAY_CONTAIN => int_particle(u64::from(op.elements.iter().all(|e| current.may_contain(e)))),
         read::UNION => hll_particle(estimate::union(&all)),
         read::UNION_COUNT => int_particle(estimate::union_cardinality(&all)),
         read::INTERSECT_COUNT | read::SIMILARITY => {

@@ -74,6 +74,23 @@ impl<'a> SketchRef<'a> {
 
     /// Whether any register in the first 2^index_bits bytes is set (Aerospike's test for an
     /// empty min-hash sketch, kept as is so estimates match).
+    /// The register an element (its msgpack bytes) lands in and the value it brings there.
+    pub(crate) fn slot_of(self, element: &[u8]) -> (usize, u64) {
+        let (h1, h2) = murmur3_x64_128(element);
+        let (ib, mb) = (self.index_bits(), self.minhash_bits());
+        let r = (h1 & ((1u64 << ib) - 1)) as usize;
+        let minhash = (h1 >> ib) & ((1u64 << mb) - 1);
+        // Trailing zeros + 1, held in 6 bits (a zero h2, chance 2^-64, stays in range).
+        let hll = (h2.trailing_zeros() as u64 + 1).min((1 << HLL_BITS) - 1);
+        (r, (hll << mb) | minhash)
+    }
+
+    /// Whether the sketch may hold the element: its register is at least the element's value.
+    pub(crate) fn may_contain(self, element: &[u8]) -> bool {
+        let (r, value) = self.slot_of(element);
+        self.register(r) >= value
+    }
+
     pub(crate) fn has_data(self) -> bool {
         let regs = &self.bytes[HEADER_LEN..];
         regs[..self.registers_count().min(regs.len())].iter().any(|&b| b != 0)
@@ -118,13 +135,7 @@ impl Sketch {
 
     /// Adds an element given as its msgpack bytes; true when a register grew.
     pub(crate) fn add(&mut self, element: &[u8]) -> bool {
-        let (h1, h2) = murmur3_x64_128(element);
-        let (ib, mb) = (self.view().index_bits(), self.view().minhash_bits());
-        let r = (h1 & ((1u64 << ib) - 1)) as usize;
-        let minhash = (h1 >> ib) & ((1u64 << mb) - 1);
-        // Trailing zeros + 1, held in 6 bits (a zero h2, chance 2^-64, stays in range).
-        let hll = (h2.trailing_zeros() as u64 + 1).min((1 << HLL_BITS) - 1);
-        let value = (hll << mb) | minhash;
+        let (r, value) = self.view().slot_of(element);
         if self.view().register(r) < value {
             self.set_register(r, value);
             self.set_cache(0);

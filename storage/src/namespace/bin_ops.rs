@@ -1,11 +1,14 @@
 //! The bin-op engine: what each op of an operate does to a record's bins (read, write, add,
-//! append, prepend, touch, delete, list and map, bit and HyperLogLog ops) and what it answers. It works on a list
+//! append, prepend, touch, delete, list and map, bit and HyperLogLog ops; expression ops in
+//! `exp_ops`) and what it answers. It works on a list
 //! of [`WorkBin`]s that borrow from the stored image until an op changes them, so ops that
 //! change little copy little.
 
 use petrel_proto::particle;
 use petrel_proto::ParticleType;
 
+use super::exp_ops;
+use crate::exp::RecordCtx;
 use crate::ops::{BinOutcome, Op, OpResult};
 use crate::record::{self, BinRef};
 use crate::value::{prepare_for_store, Particle, ParticleRef};
@@ -59,12 +62,17 @@ impl WorkBin<'_> {
 }
 
 /// The position of bin `name`.
-fn find_bin(bins: &[WorkBin<'_>], name: &[u8]) -> Option<usize> {
+pub(super) fn find_bin(bins: &[WorkBin<'_>], name: &[u8]) -> Option<usize> {
     bins.iter().position(|b| b.name == name)
 }
 
 /// Sets bin `name` to a value, adding the bin when it is missing (up to [`record::BINS_MAX`]).
-fn set_bin<'a>(bins: &mut WorkBins<'a>, name: &'a [u8], particle: u8, value: CowBytes<'a>) -> Result<(), StorageError> {
+pub(super) fn set_bin<'a>(
+    bins: &mut WorkBins<'a>,
+    name: &'a [u8],
+    particle: u8,
+    value: CowBytes<'a>,
+) -> Result<(), StorageError> {
     match find_bin(bins, name) {
         Some(i) => {
             bins[i].particle = particle;
@@ -89,6 +97,7 @@ pub(super) fn apply_op<'a>(
     results: &mut Vec<OpResult>,
     respond_all: bool,
     size_limit_bytes: usize,
+    rec: &RecordCtx<'_>,
 ) -> Result<(), StorageError> {
     let op_type = op.op_type();
     let write_ack = |results: &mut Vec<OpResult>, bin: &[u8]| {
@@ -186,6 +195,10 @@ pub(super) fn apply_op<'a>(
             let current = find_bin(bins, bin).map(|i| bins[i].particle_ref());
             let outcome = hll::apply(current, payload, matches!(op, Op::HllModify { .. }))?;
             apply_outcome(bins, results, respond_all, op_type, bin, outcome)?;
+        }
+        Op::ExpRead { bin, payload } => exp_ops::read(bin, payload, bins, rec, results, size_limit_bytes)?,
+        Op::ExpModify { bin, payload } => {
+            exp_ops::modify(bin, payload, bins, rec, results, respond_all, size_limit_bytes)?
         }
     }
     Ok(())

@@ -9,7 +9,7 @@
 //!
 //! The operations live one concern a file: `config` (settings), `sets` (set names and ids),
 //! `read` (read, exists), `operate` (operate, delete) over the bin-op engine in `bin_ops`,
-//! `copies` (records from other nodes), `scan`, `truncate`, `stats`. Their public types are
+//! `copies` (records from other nodes), `filter` (filter expressions on a locked record), `scan`, `truncate`, `stats`. Their public types are
 //! re-exported here, so every path is `petrel_storage::namespace::Name`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,6 +25,8 @@ use crate::index::{Entry, Handle, PartitionIndex, Tree};
 mod bin_ops;
 mod config;
 mod copies;
+mod exp_ops;
+mod filter;
 mod operate;
 mod read;
 mod scan;

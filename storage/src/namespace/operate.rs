@@ -9,10 +9,12 @@ use petrel_proto::wire::SET_NAME_LEN_MAX;
 use petrel_proto::Digest;
 
 use crate::engine::StorageEngine;
+use crate::exp::{Bins, Program, RecordCtx};
+use crate::index::{Entry, Handle, Tree};
 use crate::namespace::bin_ops::{apply_op, WorkBin, WorkBins};
 use crate::namespace::{Namespace, RecordMeta};
 use crate::ops::{ExistsAction, GenerationPolicy, Op, OpResult, OperateRequest, Ttl};
-use crate::record::{self, ImageView};
+use crate::record::{self, ImageView, KeyRef};
 use crate::value::check_bin_name;
 use crate::StorageError;
 
@@ -30,16 +32,61 @@ pub struct OperateOutcome {
 impl<E: StorageEngine> Namespace<E> {
     /// Deletes a record.
     pub fn delete(&self, digest: &Digest, generation: GenerationPolicy) -> Result<(), StorageError> {
-        let now_secs = self.clock.now_secs();
+        self.delete_filtered(digest, generation, None)
+    }
+
+    /// Deletes a record that passes `filter` (evaluated under the record's lock); one that
+    /// does not is [`StorageError::FilteredOut`] and stays.
+    pub fn delete_filtered(
+        &self,
+        digest: &Digest,
+        generation: GenerationPolicy,
+        filter: Option<&Program>,
+    ) -> Result<(), StorageError> {
+        let now_ms = self.clock.now_ms();
         let mut tree = self.partitions[digest.partition_id() as usize].lock(digest);
-        let h = self.find_live(&mut tree, digest, now_secs).ok_or(StorageError::NotFound)?;
+        let h = self.find_live(&mut tree, digest, (now_ms / 1000) as u32).ok_or(StorageError::NotFound)?;
         generation.check(tree.entry(h).generation)?;
+        self.check_filter(&tree, h, filter, now_ms)?;
         self.drop_entry(&mut tree, digest);
         Ok(())
     }
 
+    /// Fails with [`StorageError::FilteredOut`] when the locked record `h` does not pass.
+    fn check_filter(
+        &self,
+        tree: &Tree<E::Loc>,
+        h: Handle,
+        filter: Option<&Program>,
+        now_ms: u64,
+    ) -> Result<(), StorageError> {
+        if filter.is_none() {
+            return Ok(());
+        }
+        let e = tree.entry(h);
+        let mut scratch = Vec::new();
+        let loc = e.loc().ok_or(StorageError::Internal("live entry without data"))?;
+        let image = ImageView::parse(self.engine.read(loc, &mut scratch)?)?;
+        if self.passes(filter, e, &image, now_ms) {
+            Ok(())
+        } else {
+            Err(StorageError::FilteredOut)
+        }
+    }
+
     /// Applies `req.ops` to one record atomically.
     pub fn operate(&self, req: &OperateRequest<'_>) -> Result<OperateOutcome, StorageError> {
+        self.operate_filtered(req, None)
+    }
+
+    /// [`Namespace::operate`] on a record that, when it exists, must pass `filter` (evaluated
+    /// under the record's lock, before any op); one that does not is
+    /// [`StorageError::FilteredOut`] and is left as it was.
+    pub fn operate_filtered(
+        &self,
+        req: &OperateRequest<'_>,
+        filter: Option<&Program>,
+    ) -> Result<OperateOutcome, StorageError> {
         let has_write = req.ops.iter().any(Op::is_write);
         for op in req.ops {
             if op.is_write() {
@@ -54,7 +101,7 @@ impl<E: StorageEngine> Namespace<E> {
             return Err(StorageError::Parameter("set name is longer than 63 bytes"));
         }
         if !has_write {
-            return self.operate_read_only(req);
+            return self.operate_read_only(req, filter);
         }
         // One look at the settings for the whole write.
         let (max_record_size, default_ttl_secs, stop_writes_bytes) = {
@@ -84,6 +131,7 @@ impl<E: StorageEngine> Namespace<E> {
         }
         if let Some(h) = existing {
             policy.generation.check(tree.entry(h).generation)?;
+            self.check_filter(&tree, h, filter, now_ms)?;
         }
         let replace = matches!(policy.exists, ExistsAction::Replace | ExistsAction::ReplaceOnly);
 
@@ -108,6 +156,7 @@ impl<E: StorageEngine> Namespace<E> {
                 }
             }
             let key = stored_key.or(req.key);
+            let rec = exp_ctx(req, key, existing.map(|h| tree.entry(h)), now_ms);
             let mut bins: WorkBins<'_> = WorkBins::new();
             if let (Some(img), false) = (old_image, replace) {
                 bins.reserve(img.bins_count() + req.ops.len());
@@ -116,7 +165,7 @@ impl<E: StorageEngine> Namespace<E> {
                 }
             }
             for op in req.ops {
-                apply_op(op, &mut bins, &mut results, policy.respond_all_ops, max_record_size)?;
+                apply_op(op, &mut bins, &mut results, policy.respond_all_ops, max_record_size, &rec)?;
             }
             if !bins.is_empty() {
                 let size = record::encoded_len(key, bins.iter().map(|b| (b.name, b.value.len())));
@@ -155,24 +204,32 @@ impl<E: StorageEngine> Namespace<E> {
     }
 
     /// An operate with no write: runs the ops on the borrowed image and changes nothing.
-    fn operate_read_only(&self, req: &OperateRequest<'_>) -> Result<OperateOutcome, StorageError> {
+    fn operate_read_only(
+        &self,
+        req: &OperateRequest<'_>,
+        filter: Option<&Program>,
+    ) -> Result<OperateOutcome, StorageError> {
         // Settings before the partition lock, as for writes; reads never grow a bin anyway.
         let max_record_size = self.config.read().max_record_size_bytes;
-        let now_secs = self.clock.now_secs();
+        let now_ms = self.clock.now_ms();
         let digest = &req.digest;
         let mut tree = self.partitions[digest.partition_id() as usize].lock(digest);
-        let h = self.find_live(&mut tree, digest, now_secs).ok_or(StorageError::NotFound)?;
+        let h = self.find_live(&mut tree, digest, (now_ms / 1000) as u32).ok_or(StorageError::NotFound)?;
         let e = tree.entry(h);
         let mut scratch = Vec::new();
         let loc = e.loc().ok_or(StorageError::Internal("live entry without data"))?;
         let image = ImageView::parse(self.engine.read(loc, &mut scratch)?)?;
+        if !self.passes(filter, e, &image, now_ms) {
+            return Err(StorageError::FilteredOut);
+        }
+        let rec = exp_ctx(req, image.key, Some(e), now_ms);
         let mut bins: WorkBins<'_> = WorkBins::with_capacity(image.bins_count());
         for b in image.bins() {
             bins.push(WorkBin::stored(b?));
         }
         let mut results = Vec::new();
         for op in req.ops {
-            apply_op(op, &mut bins, &mut results, req.policy.respond_all_ops, max_record_size)?;
+            apply_op(op, &mut bins, &mut results, req.policy.respond_all_ops, max_record_size, &rec)?;
         }
         Ok(OperateOutcome { meta: RecordMeta::of(e), results, image: None })
     }
@@ -194,6 +251,25 @@ impl<E: StorageEngine> Namespace<E> {
         } else {
             now_secs.saturating_add(secs)
         }
+    }
+}
+
+/// What expression operations see of the record besides its bins.
+fn exp_ctx<'a, L>(
+    req: &'a OperateRequest<'_>,
+    key: Option<KeyRef<'a>>,
+    entry: Option<&Entry<L>>,
+    now_ms: u64,
+) -> RecordCtx<'a> {
+    RecordCtx {
+        digest: &req.digest,
+        set_name: req.set,
+        key,
+        void_time: entry.map_or(0, |e| e.void_time),
+        lut_ms: entry.map_or(0, |e| e.lut_ms),
+        now_ms,
+        data_size: entry.map_or(0, |e| e.data_size as usize),
+        bins: Bins::None,
     }
 }
 

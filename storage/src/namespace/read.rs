@@ -3,6 +3,7 @@
 use petrel_proto::Digest;
 
 use crate::engine::StorageEngine;
+use crate::exp::Program;
 use crate::namespace::{Namespace, RecordMeta};
 use crate::ops::ReadSelect;
 use crate::record::{BinRef, ImageView};
@@ -15,19 +16,35 @@ impl<E: StorageEngine> Namespace<E> {
         &self,
         digest: &Digest,
         select: ReadSelect<'_>,
+        sink: impl FnMut(BinRef<'_>),
+    ) -> Result<RecordMeta, StorageError> {
+        self.read_filtered(digest, select, None, sink)
+    }
+
+    /// [`Namespace::read`] of a record that must pass `filter` (evaluated under the record's
+    /// lock); one that does not is [`StorageError::FilteredOut`].
+    pub fn read_filtered(
+        &self,
+        digest: &Digest,
+        select: ReadSelect<'_>,
+        filter: Option<&Program>,
         mut sink: impl FnMut(BinRef<'_>),
     ) -> Result<RecordMeta, StorageError> {
-        let now_secs = self.clock.now_secs();
+        let now_ms = self.clock.now_ms();
+        let now_secs = (now_ms / 1000) as u32;
         let mut tree = self.partitions[digest.partition_id() as usize].lock(digest);
         let h = self.find_live(&mut tree, digest, now_secs).ok_or(StorageError::NotFound)?;
         let entry = tree.entry(h);
         let meta = RecordMeta::of(entry);
-        if matches!(select, ReadSelect::NoBins) {
+        if matches!(select, ReadSelect::NoBins) && filter.is_none() {
             return Ok(meta);
         }
         let mut scratch = Vec::new();
         let loc = entry.loc().ok_or(StorageError::Internal("live entry without data"))?;
         let image = ImageView::parse(self.engine.read(loc, &mut scratch)?)?;
+        if !self.passes(filter, entry, &image, now_ms) {
+            return Err(StorageError::FilteredOut);
+        }
         for bin in image.bins() {
             let bin = bin?;
             let wanted = match select {
@@ -45,5 +62,10 @@ impl<E: StorageEngine> Namespace<E> {
     /// Whether a live record exists, and its metadata.
     pub fn exists(&self, digest: &Digest) -> Result<RecordMeta, StorageError> {
         self.read(digest, ReadSelect::NoBins, |_| {})
+    }
+
+    /// [`Namespace::exists`] of a record that must pass `filter`.
+    pub fn exists_filtered(&self, digest: &Digest, filter: Option<&Program>) -> Result<RecordMeta, StorageError> {
+        self.read_filtered(digest, ReadSelect::NoBins, filter, |_| {})
     }
 }

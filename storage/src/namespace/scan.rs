@@ -4,6 +4,7 @@
 use petrel_proto::{Digest, PartitionId};
 
 use crate::engine::StorageEngine;
+use crate::exp::Program;
 use crate::namespace::{Namespace, RecordMeta};
 use crate::record::ImageView;
 use crate::StorageError;
@@ -41,6 +42,20 @@ impl<E: StorageEngine> Namespace<E> {
         after: Option<Digest>,
         set_id: Option<u16>,
         limit: usize,
+        visit: impl FnMut(&ScanRecord<'_>) -> bool,
+    ) -> Result<ScanProgress, StorageError> {
+        self.scan_partition_filtered(pid, after, set_id, limit, None, visit)
+    }
+
+    /// [`Namespace::scan_partition`] handing over only the records that pass `filter`,
+    /// evaluated under the sprig lock; the others are walked past.
+    pub fn scan_partition_filtered(
+        &self,
+        pid: PartitionId,
+        after: Option<Digest>,
+        set_id: Option<u16>,
+        limit: usize,
+        filter: Option<&Program>,
         mut visit: impl FnMut(&ScanRecord<'_>) -> bool,
     ) -> Result<ScanProgress, StorageError> {
         const BATCH: usize = 64;
@@ -61,7 +76,8 @@ impl<E: StorageEngine> Namespace<E> {
                 let mut exhausted = true;
                 {
                     let tree = partition.lock_sprig(sprig);
-                    let now_secs = self.clock.now_secs();
+                    let now_ms = self.clock.now_ms();
+                    let now_secs = (now_ms / 1000) as u32;
                     let mut failure = None;
                     let start = progress.last;
                     tree.visit_from(start.as_ref(), |e| {
@@ -76,6 +92,10 @@ impl<E: StorageEngine> Namespace<E> {
                         }
                         let Some(loc) = e.loc() else { return true };
                         match self.engine.read(loc, &mut scratch) {
+                            Ok(image) if !self.image_passes(filter, e, image, now_ms) => {
+                                progress.last = Some(e.digest);
+                                true
+                            }
                             Ok(image) => {
                                 let start = bytes.len();
                                 bytes.extend_from_slice(image);
