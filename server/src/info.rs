@@ -470,9 +470,10 @@ fn truncate(node: &Node, rest: &str, whole_namespace: bool) -> String {
     if ns_name.is_empty() {
         return "ERROR:20:namespace required".to_string();
     }
-    // Truncating a namespace this node does not hold changes nothing, as on Aerospike.
     let Some(s) = node.namespace(ns_name.as_bytes()) else {
-        return "ok".to_string();
+        // Truncating a set of a namespace this node does not hold changes nothing, as on
+        // Aerospike; a whole unknown namespace stays an error.
+        return if whole_namespace { "ERROR:20:namespace not found".to_string() } else { "ok".to_string() };
     };
     let set = if whole_namespace {
         None
@@ -594,6 +595,10 @@ mod tests {
         let n = node();
         assert_eq!(ask(&n, "truncate:namespace=;set=s\n"), "truncate:namespace=;set=s\tERROR:20:namespace required\n");
         assert_eq!(ask(&n, "truncate:namespace=nope;set=s\n"), "truncate:namespace=nope;set=s\tok\n");
+        assert_eq!(
+            ask(&n, "truncate-namespace:namespace=nope\n"),
+            "truncate-namespace:namespace=nope\tERROR:20:namespace not found\n"
+        );
         assert_eq!(
             ask(&n, "truncate:namespace=test;set=\n"),
             "truncate:namespace=test;set=\tERROR:4:set name is empty\n"
