@@ -466,20 +466,27 @@ fn cluster_stable(node: &Node, rest: &str) -> String {
 }
 
 fn truncate(node: &Node, rest: &str, whole_namespace: bool) -> String {
-    let Some(ns_name) = param(rest, "namespace") else {
-        return "ERROR:4:namespace required".to_string();
-    };
+    let ns_name = param(rest, "namespace").unwrap_or_default();
+    if ns_name.is_empty() {
+        return "ERROR:20:namespace required".to_string();
+    }
     let Some(s) = node.namespace(ns_name.as_bytes()) else {
-        return "ERROR:20:namespace not found".to_string();
+        // Truncating a set of a namespace this node does not hold changes nothing, as on
+        // Aerospike; a whole unknown namespace stays an error.
+        return if whole_namespace { "ERROR:20:namespace not found".to_string() } else { "ok".to_string() };
     };
-    let set = if whole_namespace { None } else { param(rest, "set").filter(|s| !s.is_empty()) };
-    // `lut` is nanoseconds since the Unix epoch, as the clients send it.
-    let before_ms = match param(rest, "lut") {
-        None => None,
-        Some(v) => match v.parse::<u64>() {
-            Ok(ns) => Some((ns / 1_000_000).saturating_sub(petrel_proto::wire::CITRUSLEAF_EPOCH_SECS * 1000)),
-            Err(_) => return "ERROR:4:lut must be nanoseconds since the Unix epoch".to_string(),
-        },
+    let set = if whole_namespace {
+        None
+    } else {
+        match param(rest, "set") {
+            Some("") => return "ERROR:4:set name is empty".to_string(),
+            set => set,
+        }
+    };
+    let now_unix_ns = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let before_ms = match truncate_cutoff_ms(param(rest, "lut"), now_unix_ns) {
+        Ok(cutoff) => cutoff,
+        Err(msg) => return format!("ERROR:4:{msg}"),
     };
     match s.ns.truncate(set.map(str::as_bytes), before_ms) {
         Ok(()) => "ok".to_string(),
@@ -487,6 +494,23 @@ fn truncate(node: &Node, rest: &str, whole_namespace: bool) -> String {
         Err(_) if set.is_some() => "ok".to_string(),
         Err(e) => format!("ERROR:{}:{e}", e.result_code().code()),
     }
+}
+
+/// The truncate cut-off in milliseconds since the Citrusleaf epoch from the `lut` argument
+/// (nanoseconds since the Unix epoch, as the clients send it); `None` without one, meaning now.
+/// Like Aerospike, refuses a cut-off that is not a number, falls before the Citrusleaf epoch
+/// or lies in the future.
+fn truncate_cutoff_ms(lut: Option<&str>, now_unix_ns: u128) -> Result<Option<u64>, &'static str> {
+    let Some(lut) = lut else { return Ok(None) };
+    let lut_ns = lut.parse::<u64>().map_err(|_| "lut must be nanoseconds since the Unix epoch")?;
+    let epoch_ns = u128::from(petrel_proto::wire::CITRUSLEAF_EPOCH_SECS) * 1_000_000_000;
+    if u128::from(lut_ns) < epoch_ns {
+        return Err("lut is before the Citrusleaf epoch");
+    }
+    if u128::from(lut_ns) > now_unix_ns {
+        return Err("lut is in the future");
+    }
+    Ok(Some((lut_ns / 1_000_000).saturating_sub(petrel_proto::wire::CITRUSLEAF_EPOCH_SECS * 1000)))
 }
 
 #[cfg(test)]
@@ -551,6 +575,37 @@ mod tests {
         assert_eq!(
             ask(&n, "cluster-stable:namespace=nope\n"),
             "cluster-stable:namespace=nope\tERROR:20:namespace not found on node\n"
+        );
+    }
+
+    #[test]
+    fn truncate_cutoffs_outside_the_epoch_and_now_are_refused() {
+        let now = 1_800_000_000u128 * 1_000_000_000;
+        assert_eq!(truncate_cutoff_ms(None, now), Ok(None));
+        assert!(truncate_cutoff_ms(Some("1"), now).is_err());
+        assert!(truncate_cutoff_ms(Some("2147483649"), now).is_err());
+        assert!(truncate_cutoff_ms(Some("9223372036854775809"), now).is_err());
+        assert!(truncate_cutoff_ms(Some("1800000001000000000"), now).is_err());
+        assert!(truncate_cutoff_ms(Some("soon"), now).is_err());
+        assert_eq!(truncate_cutoff_ms(Some("1262304001000000000"), now), Ok(Some(1000)));
+    }
+
+    #[test]
+    fn truncate_arguments_are_checked_like_aerospike() {
+        let n = node();
+        assert_eq!(ask(&n, "truncate:namespace=;set=s\n"), "truncate:namespace=;set=s\tERROR:20:namespace required\n");
+        assert_eq!(ask(&n, "truncate:namespace=nope;set=s\n"), "truncate:namespace=nope;set=s\tok\n");
+        assert_eq!(
+            ask(&n, "truncate-namespace:namespace=nope\n"),
+            "truncate-namespace:namespace=nope\tERROR:20:namespace not found\n"
+        );
+        assert_eq!(
+            ask(&n, "truncate:namespace=test;set=\n"),
+            "truncate:namespace=test;set=\tERROR:4:set name is empty\n"
+        );
+        assert_eq!(
+            ask(&n, "truncate:namespace=test;set=s;lut=1\n"),
+            "truncate:namespace=test;set=s;lut=1\tERROR:4:lut is before the Citrusleaf epoch\n"
         );
     }
 }

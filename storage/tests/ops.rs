@@ -222,6 +222,33 @@ fn add_append_prepend_touch_and_operate_reads() {
 }
 
 #[test]
+fn add_append_prepend_onto_a_missing_bin_store_the_operand() {
+    let (ns, _) = ns();
+    let four = int(4);
+    let ops = [
+        Op::Prepend { bin: b"p", value: ParticleRef { particle: 1, bytes: &four } },
+        Op::Add { bin: b"a", value: ParticleRef { particle: 3, bytes: b"text" } },
+        Op::Append { bin: b"s", value: ParticleRef { particle: 3, bytes: b"x" } },
+    ];
+    operate(&ns, key(1), &ops, false).expect("new record");
+    let mut bins = get(&ns, key(1)).expect("get");
+    bins.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        bins,
+        vec![
+            ("a".into(), Value::String("text".into())),
+            ("p".into(), Value::Int(4)),
+            ("s".into(), Value::String("x".into()))
+        ]
+    );
+    // Onto a bin of another type the ops are still refused, and a nil operand is a bad request.
+    let bad = [Op::Append { bin: b"p", value: ParticleRef { particle: 3, bytes: b"x" } }];
+    assert_eq!(operate(&ns, key(1), &bad, false).unwrap_err().result_code(), ResultCode::IncompatibleType);
+    let nil = [Op::Prepend { bin: b"p", value: ParticleRef { particle: 0, bytes: &[] } }];
+    assert_eq!(operate(&ns, key(1), &nil, false).unwrap_err().result_code(), ResultCode::Parameter);
+}
+
+#[test]
 fn bad_input_gets_typed_errors() {
     let (ns, _) = ns_with(NamespaceConfig { max_record_size_bytes: 1024, ..NamespaceConfig::new("test") });
     let long_bin = "x".repeat(16);

@@ -43,6 +43,11 @@ pub(crate) fn bins(req: &Single<'_, '_>, out: &mut Vec<u8>, row_index: u32) -> R
     }
 }
 
+/// Whether a read names no bins and does not ask for all of them.
+pub(crate) fn selects_nothing(req: &Single<'_, '_>) -> bool {
+    req.msg.header.info1 & info1::GET_ALL == 0 && req.msg.ops().next().is_none()
+}
+
 /// Whether the record exists, with its metadata.
 pub(crate) fn exists(req: &Single<'_, '_>, out: &mut Vec<u8>, row_index: u32) -> Result<(), CmdError> {
     let meta = req.sns.ns.exists_filtered(&req.digest, req.filter())?;

@@ -135,6 +135,11 @@ pub(crate) async fn run<W: AsyncWrite + Unpin>(
         let out = &mut *stream.out;
         let limit = scan.records_max - returned;
         let walked = ns.scan_partition_filtered(pid, after, scan.set_id, limit, scan.filter.as_ref(), |r| {
+            // Like Aerospike, a scan selecting bins skips the records holding none of them.
+            if !scan.no_bins && !scan.bins.is_empty() && !r.image.bins().flatten().any(|b| scan.bins.contains(&b.name))
+            {
+                return true;
+            }
             let mark = answer::begin(out, ResultCode::Ok, r.meta, 0);
             if scan.no_bins {
                 mark.set_info1(out, info1::GET_NO_BINS);

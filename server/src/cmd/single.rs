@@ -97,6 +97,11 @@ async fn route(cluster: &ClusterNode, single: &Single<'_, '_>, hops: u32) -> Rou
 async fn execute(node: &Node, single: &Single<'_, '_>, out: &mut Vec<u8>, row_index: u32, batch_row: bool) {
     let started = Instant::now();
     let result: Result<(), CmdError> = match single.kind {
+        // Like Aerospike, a single-record read naming no bins and not asking for all of them
+        // is refused.
+        Kind::Read if !batch_row && read::selects_nothing(single) => {
+            Err(petrel_storage::StorageError::Parameter("no bins selected").into())
+        }
         Kind::Read => read::bins(single, out, row_index),
         Kind::Exists => read::exists(single, out, row_index),
         Kind::ReadOps => read::operate(single, out, row_index),

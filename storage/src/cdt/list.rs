@@ -182,13 +182,13 @@ fn exec(list: &mut ListVal, code: i64, args: &mut Args) -> Result<Option<Particl
             args.count(2, 2)?;
             let rt = multi_return_type(args)?;
             let sel = View::List(&list.items).by_value(args.value(1)?, true);
-            finish(list, sel.apply_inverted(rt, n), true, rt, remove)
+            finish(list, sel.apply_inverted(rt, &View::List(&list.items)), true, rt, remove)
         }
         GET_BY_VALUE_LIST | REMOVE_BY_VALUE_LIST => {
             args.count(2, 2)?;
             let rt = multi_return_type(args)?;
             let sel = View::List(&list.items).by_value_list(args.list(1)?);
-            finish(list, sel.apply_inverted(rt, n), true, rt, remove)
+            finish(list, sel.apply_inverted(rt, &View::List(&list.items)), true, rt, remove)
         }
         GET_BY_INDEX_RANGE | REMOVE_BY_INDEX_RANGE | GET_BY_RANK_RANGE | REMOVE_BY_RANK_RANGE => {
             args.count(2, 3)?;
@@ -200,19 +200,19 @@ fn exec(list: &mut ListVal, code: i64, args: &mut Args) -> Result<Option<Particl
             } else {
                 view.by_rank(start, count, true)?
             };
-            finish(list, sel.apply_inverted(rt, n), true, rt, remove)
+            finish(list, sel.apply_inverted(rt, &View::List(&list.items)), true, rt, remove)
         }
         GET_BY_VALUE_INTERVAL | REMOVE_BY_VALUE_INTERVAL => {
             args.count(2, 3)?;
             let rt = multi_return_type(args)?;
             let sel = View::List(&list.items).by_value_interval(args.value(1)?, args.opt_value(2));
-            finish(list, sel.apply_inverted(rt, n), true, rt, remove)
+            finish(list, sel.apply_inverted(rt, &View::List(&list.items)), true, rt, remove)
         }
         GET_BY_VALUE_REL_RANK_RANGE | REMOVE_BY_VALUE_REL_RANK_RANGE => {
             args.count(3, 4)?;
             let rt = multi_return_type(args)?;
             let sel = View::List(&list.items).by_value_rel_rank(args.value(1)?, args.index(2)?, args.opt_count(3)?)?;
-            finish(list, sel.apply_inverted(rt, n), true, rt, remove)
+            finish(list, sel.apply_inverted(rt, &View::List(&list.items)), true, rt, remove)
         }
         _ => Err(CdtError::Parameter("unknown list op code")),
     }
@@ -238,6 +238,8 @@ fn finish(
     rt: ReturnSpec,
     remove: bool,
 ) -> Result<Option<Particle>, CdtError> {
+    // Aerospike answers a list remove by rank in index order.
+    let sel = if remove { sel.into_index_order() } else { sel };
     let result = build_result(View::List(&list.items), &sel, multi, rt)?;
     if remove {
         remove_selected(&mut list.items, &sel);
@@ -613,6 +615,27 @@ mod tests {
         assert_eq!(ok(&base, 40, vec![i(5), i(4), i(0), i(1)]), (Some(l(vec![i(1), i(9), i(3), i(1)])), Some(i(1))));
         assert_eq!(run(None, 35, vec![i(5), i(1)]).expect("no-op").new_value, None);
         assert_eq!(ok(&l(vec![i(1)]), 32, vec![i(0), i(0)]).0, Some(l(vec![])));
+    }
+
+    #[test]
+    fn result_orders_follow_aerospike() {
+        let base = l(vec![i(7), i(6), i(5), i(8), i(9), i(10)]);
+        // Get by rank range answers in rank order, remove by rank range in index order.
+        assert_eq!(ok(&base, 26, vec![i(7), i(0), i(3)]).1, Some(l(vec![i(5), i(6), i(7)])));
+        assert_eq!(
+            ok(&base, 39, vec![i(7), i(0), i(3)]),
+            (Some(l(vec![i(8), i(9), i(10)])), Some(l(vec![i(7), i(6), i(5)])))
+        );
+        // An inverted rank range answers ranks ascending.
+        let words = l(vec![s("how"), s("are"), l(vec![s("you")])]);
+        assert_eq!(ok(&words, 39, vec![i(0x10003), i(2), i(2)]).1, Some(l(vec![i(0), i(1)])));
+        assert_eq!(ok(&words, 26, vec![i(0x10007), i(2), i(2)]).1, Some(l(vec![s("are"), s("how")])));
+        // By value list: ranks in the order of the values asked for, values in index order.
+        let pair = l(vec![s("numbers"), l(vec![i(1), i(2), i(3)])]);
+        let asked = l(vec![l(vec![i(1), i(2), i(3)]), s("numbers")]);
+        assert_eq!(ok(&pair, 23, vec![i(3), asked.clone()]).1, Some(l(vec![i(1), i(0)])));
+        assert_eq!(ok(&pair, 23, vec![i(7), asked.clone()]).1, Some(pair.clone()));
+        assert_eq!(ok(&pair, 36, vec![i(3), asked]), (Some(l(vec![])), Some(l(vec![i(1), i(0)]))));
     }
 
     #[test]

@@ -182,26 +182,26 @@ fn exec(m: &mut MsgMap, code: i64, args: &mut Args) -> Result<Option<Particle>, 
             let rt = multi_return_type(args)?;
             let set = ValueSet::new(args.list(1)?);
             let sel = key_selection(&m.entries, |k| set.contains(k));
-            finish(m, sel.apply_inverted(rt, n), true, rt, remove)
+            finish(m, sel.apply_inverted(rt, &View::Map(&m.entries)), true, rt, remove)
         }
         REMOVE_ALL_BY_VALUE | GET_ALL_BY_VALUE => {
             args.count(2, 2)?;
             let rt = multi_return_type(args)?;
             let sel = View::Map(&m.entries).by_value(args.value(1)?, true);
-            finish(m, sel.apply_inverted(rt, n), true, rt, remove)
+            finish(m, sel.apply_inverted(rt, &View::Map(&m.entries)), true, rt, remove)
         }
         REMOVE_BY_VALUE_LIST | GET_BY_VALUE_LIST => {
             args.count(2, 2)?;
             let rt = multi_return_type(args)?;
             let sel = View::Map(&m.entries).by_value_list(args.list(1)?);
-            finish(m, sel.apply_inverted(rt, n), true, rt, remove)
+            finish(m, sel.apply_inverted(rt, &View::Map(&m.entries)), true, rt, remove)
         }
         REMOVE_BY_KEY_INTERVAL | GET_BY_KEY_INTERVAL => {
             args.count(2, 3)?;
             let rt = multi_return_type(args)?;
             let (start, end) = (args.value(1)?, args.opt_value(2));
             let sel = key_selection(&m.entries, |k| in_interval(k, start, end));
-            finish(m, sel.apply_inverted(rt, n), true, rt, remove)
+            finish(m, sel.apply_inverted(rt, &View::Map(&m.entries)), true, rt, remove)
         }
         REMOVE_BY_INDEX_RANGE | GET_BY_INDEX_RANGE | REMOVE_BY_RANK_RANGE | GET_BY_RANK_RANGE => {
             args.count(2, 3)?;
@@ -213,13 +213,13 @@ fn exec(m: &mut MsgMap, code: i64, args: &mut Args) -> Result<Option<Particle>, 
             } else {
                 view.by_rank(start, count, true)?
             };
-            finish(m, sel.apply_inverted(rt, n), true, rt, remove)
+            finish(m, sel.apply_inverted(rt, &View::Map(&m.entries)), true, rt, remove)
         }
         REMOVE_BY_VALUE_INTERVAL | GET_BY_VALUE_INTERVAL => {
             args.count(2, 3)?;
             let rt = multi_return_type(args)?;
             let sel = View::Map(&m.entries).by_value_interval(args.value(1)?, args.opt_value(2));
-            finish(m, sel.apply_inverted(rt, n), true, rt, remove)
+            finish(m, sel.apply_inverted(rt, &View::Map(&m.entries)), true, rt, remove)
         }
         REMOVE_BY_KEY_REL_INDEX_RANGE | GET_BY_KEY_REL_INDEX_RANGE => {
             args.count(3, 4)?;
@@ -228,13 +228,13 @@ fn exec(m: &mut MsgMap, code: i64, args: &mut Args) -> Result<Option<Particle>, 
             let anchor = m.entries.iter().filter(|e| cmp_values(&e.0, key) == Ordering::Less).count();
             let (start, count) = rel_index(args.index(2)?, args.opt_count(3)?, anchor);
             let sel = View::Map(&m.entries).by_index(start, count, true)?;
-            finish(m, sel.apply_inverted(rt, n), true, rt, remove)
+            finish(m, sel.apply_inverted(rt, &View::Map(&m.entries)), true, rt, remove)
         }
         REMOVE_BY_VALUE_REL_RANK_RANGE | GET_BY_VALUE_REL_RANK_RANGE => {
             args.count(3, 4)?;
             let rt = multi_return_type(args)?;
             let sel = View::Map(&m.entries).by_value_rel_rank(args.value(1)?, args.index(2)?, args.opt_count(3)?)?;
-            finish(m, sel.apply_inverted(rt, n), true, rt, remove)
+            finish(m, sel.apply_inverted(rt, &View::Map(&m.entries)), true, rt, remove)
         }
         _ => Err(CdtError::Parameter("unknown map op code")),
     }
@@ -502,6 +502,14 @@ mod tests {
         assert_eq!(ok(&base, 110, vec![i(6), i(11), i(-1), i(1)]).1, Some(l(vec![i(9)])));
         // Reads on a missing bin return nothing; key/map return types are fine on maps only.
         assert_eq!(run(None, 97, vec![i(7), i(1)]).expect("read"), CdtOutcome { new_value: None, result: None });
+    }
+
+    #[test]
+    fn inverted_rank_selections_answer_in_rank_order() {
+        let base = m(0, vec![(s("a"), l(vec![s("bird")])), (s("b"), s("dog")), (s("c"), i(5))]);
+        let want = Some(l(vec![s("dog"), l(vec![s("bird")])]));
+        assert_eq!(ok(&base, 110, vec![i(0x10007), i(5), i(0), i(1)]).1, want);
+        assert_eq!(ok(&base, 89, vec![i(0x10007), i(5), i(0), i(1)]).1, want);
     }
 
     #[test]

@@ -64,20 +64,31 @@ pub(crate) fn cmp_total(a: &MsgValue, b: &MsgValue) -> Ordering {
 
 /// Finds values equal to any of a list of patterns, sorting the plain patterns once.
 pub(crate) struct ValueSet<'a> {
-    plain: Vec<&'a MsgValue>,
-    wild: Vec<&'a MsgValue>,
+    /// Plain patterns with their positions, sorted by value then position.
+    plain: Vec<(usize, &'a MsgValue)>,
+    wild: Vec<(usize, &'a MsgValue)>,
 }
 
 impl<'a> ValueSet<'a> {
     pub(crate) fn new(patterns: &'a [MsgValue]) -> ValueSet<'a> {
-        let (wild, mut plain): (Vec<&MsgValue>, Vec<&MsgValue>) = patterns.iter().partition(|p| contains_wildcard(p));
-        plain.sort_by(|a, b| cmp_total(a, b));
+        let (wild, mut plain): (Vec<_>, Vec<_>) = patterns.iter().enumerate().partition(|p| contains_wildcard(p.1));
+        plain.sort_by(|a, b| cmp_total(a.1, b.1).then(a.0.cmp(&b.0)));
         ValueSet { plain, wild }
     }
 
     pub(crate) fn contains(&self, v: &MsgValue) -> bool {
-        self.plain.binary_search_by(|p| cmp_values(p, v)).is_ok()
-            || self.wild.iter().any(|p| cmp_values(v, p) == Ordering::Equal)
+        self.position(v).is_some()
+    }
+
+    /// Where the first pattern equal to `v` stands in the patterns, if any does.
+    pub(crate) fn position(&self, v: &MsgValue) -> Option<usize> {
+        let first = self.plain.partition_point(|p| cmp_values(p.1, v) == Ordering::Less);
+        let plain = self.plain.get(first).filter(|p| cmp_values(p.1, v) == Ordering::Equal).map(|p| p.0);
+        let wild = self.wild.iter().find(|p| cmp_values(v, p.1) == Ordering::Equal).map(|p| p.0);
+        match (plain, wild) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 

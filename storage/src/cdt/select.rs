@@ -85,6 +85,8 @@ pub(crate) enum SelOrder {
     Rank,
     /// By value or key: values in index order, ranks ascending.
     Value,
+    /// By a list of values: values in index order, ranks in the order of the values asked for.
+    ValueList,
 }
 
 /// Selected element positions, in result order.
@@ -95,22 +97,39 @@ pub(crate) struct Selection {
 }
 
 impl Selection {
-    /// Replaces the selection by its complement within `0..n`.
-    pub(crate) fn invert(&mut self, n: usize) {
+    /// Replaces the selection by its complement within the view's elements: in rank order
+    /// for a selection by rank (as Aerospike answers it), else in index order.
+    pub(crate) fn invert(&mut self, view: &View<'_>) {
+        let n = view.len();
         let mut mask = vec![false; n];
         for &i in &self.idx {
             if let Some(m) = mask.get_mut(i) {
                 *m = true;
             }
         }
-        self.idx = (0..n).filter(|i| !mask.get(*i).copied().unwrap_or(true)).collect();
-        self.order = SelOrder::Index;
+        let unselected = |i: &usize| !mask.get(*i).copied().unwrap_or(true);
+        if self.order == SelOrder::Rank {
+            self.idx = view.rank_order().into_iter().filter(unselected).collect();
+        } else {
+            self.idx = (0..n).filter(unselected).collect();
+            self.order = SelOrder::Index;
+        }
     }
 
     /// Applies the inverted flag (multi-result ops only).
-    pub(crate) fn apply_inverted(mut self, rt: ReturnSpec, n: usize) -> Selection {
+    pub(crate) fn apply_inverted(mut self, rt: ReturnSpec, view: &View<'_>) -> Selection {
         if rt.inverted {
-            self.invert(n);
+            self.invert(view);
+        }
+        self
+    }
+
+    /// Puts a selection by rank in index order, values answered in index order and ranks
+    /// ascending: how Aerospike answers a list remove by rank.
+    pub(crate) fn into_index_order(mut self) -> Selection {
+        if self.order == SelOrder::Rank {
+            self.idx.sort_unstable();
+            self.order = SelOrder::Value;
         }
         self
     }
@@ -202,11 +221,14 @@ impl<'a> View<'a> {
         Selection { idx, order: SelOrder::Value }
     }
 
-    /// Selects the elements whose value equals one of `values`.
+    /// Selects the elements whose value equals one of `values`, in the order of `values`
+    /// (equal elements in index order), as Aerospike answers it.
     pub(crate) fn by_value_list(&self, values: &[MsgValue]) -> Selection {
         let set = ValueSet::new(values);
-        let idx = (0..self.len()).filter(|&i| self.value(i).is_some_and(|x| set.contains(x))).collect();
-        Selection { idx, order: SelOrder::Value }
+        let mut found: Vec<(usize, usize)> =
+            (0..self.len()).filter_map(|i| self.value(i).and_then(|x| set.position(x)).map(|p| (p, i))).collect();
+        found.sort_unstable();
+        Selection { idx: found.into_iter().map(|(_, i)| i).collect(), order: SelOrder::ValueList }
     }
 
     /// Selects values in `[start, end)`; no `end` means up to infinity.
@@ -276,6 +298,14 @@ pub(crate) fn build_result(
         }
         out.into_iter().map(as_i64).collect()
     };
+    // Values and entries are answered in index order, whatever order the ranks take.
+    let in_index_order: std::borrow::Cow<'_, [usize]> = if sel.order == SelOrder::ValueList {
+        let mut idx = sel.idx.clone();
+        idx.sort_unstable();
+        idx.into()
+    } else {
+        sel.idx.as_slice().into()
+    };
     let result = match rt.kind {
         ReturnType::None => return Ok(None),
         ReturnType::Count => MsgValue::Int(as_i64(sel.idx.len())),
@@ -298,7 +328,7 @@ pub(crate) fn build_result(
                 }
             };
             if multi {
-                MsgValue::List(sel.idx.iter().filter_map(|&i| pick(i)).collect())
+                MsgValue::List(in_index_order.iter().filter_map(|&i| pick(i)).collect())
             } else {
                 match sel.idx.first().and_then(|&i| pick(i)) {
                     Some(v) => v,
@@ -311,7 +341,7 @@ pub(crate) fn build_result(
                 return Err(CdtError::NotApplicable("return type not supported for lists"));
             };
             let mut picked: Vec<(MsgValue, MsgValue)> =
-                sel.idx.iter().filter_map(|&i| entries.get(i).cloned()).collect();
+                in_index_order.iter().filter_map(|&i| entries.get(i).cloned()).collect();
             let flags = match rt.kind {
                 ReturnType::KeyValue => map_order::PRESERVE_ORDER,
                 ReturnType::OrderedMap => {

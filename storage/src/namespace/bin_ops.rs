@@ -125,12 +125,21 @@ pub(super) fn apply_op<'a>(
             if value.particle == ParticleType::Null as u8 {
                 bins.retain(|b| b.name != bin);
             } else {
-                let stored = match prepare_for_store(value)? {
-                    std::borrow::Cow::Borrowed(b) => CowBytes::Borrowed(b),
-                    std::borrow::Cow::Owned(v) => CowBytes::Owned(v),
-                };
-                set_bin(bins, bin, value.particle, stored)?;
+                store_operand(bins, bin, value)?;
             }
+            write_ack(results, bin);
+        }
+        // Like Aerospike, an add, append or prepend onto a missing bin stores its operand,
+        // whatever its type; a nil operand is refused.
+        Op::Add { value, .. } | Op::Append { value, .. } | Op::Prepend { value, .. }
+            if value.particle == ParticleType::Null as u8 =>
+        {
+            return Err(StorageError::Parameter("nil operand"));
+        }
+        Op::Add { bin, value } | Op::Append { bin, value } | Op::Prepend { bin, value }
+            if find_bin(bins, bin).is_none() =>
+        {
+            store_operand(bins, bin, value)?;
             write_ack(results, bin);
         }
         Op::Add { bin, value } => {
@@ -202,6 +211,15 @@ pub(super) fn apply_op<'a>(
         }
     }
     Ok(())
+}
+
+/// Stores a value sent by the client as bin `bin`, in the form records keep it.
+fn store_operand<'a>(bins: &mut WorkBins<'a>, bin: &'a [u8], value: ParticleRef<'a>) -> Result<(), StorageError> {
+    let stored = match prepare_for_store(value)? {
+        std::borrow::Cow::Borrowed(b) => CowBytes::Borrowed(b),
+        std::borrow::Cow::Owned(v) => CowBytes::Owned(v),
+    };
+    set_bin(bins, bin, value.particle, stored)
 }
 
 /// Stores a bit or HLL op's new value and answers it like a CDT op: its result, or nil when

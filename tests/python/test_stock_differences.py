@@ -1,0 +1,48 @@
+"""Small behaviours of a stock Aerospike server that the official client's own suite checks:
+truncate argument checks, scans selecting bins, reads naming no bins."""
+import time
+
+import pytest
+from aerospike import exception as ex
+
+NS = "test"
+
+
+def test_truncate_arguments(client):
+    set_name = "trunc_args"
+    k = (NS, set_name, "k")
+    client.put(k, {"a": 1})
+    with pytest.raises(ex.NamespaceNotFound):
+        client.truncate("", set_name, 0)
+    with pytest.raises(ex.InvalidRequest):
+        client.truncate(NS, "", 0)
+    with pytest.raises(ex.InvalidRequest):
+        client.truncate(NS, set_name, 1)  # before the Citrusleaf epoch
+    with pytest.raises(ex.InvalidRequest):
+        client.truncate(NS, set_name, time.time_ns() + 10**12)  # in the future
+    with pytest.raises(ex.InvalidRequest):
+        client.truncate(NS, set_name, 2**63 + 1)
+    assert client.truncate("no_such_namespace", set_name, 0) == 0
+    # None of the refused calls truncated anything.
+    assert client.exists(k)[1] is not None
+    client.truncate(NS, set_name, 0)
+    assert client.exists(k)[1] is None
+
+
+def test_scan_selecting_bins_skips_records_without_them(client):
+    set_name = "scan_select"
+    client.put((NS, set_name, 1), {"name": "a", "age": 1})
+    client.put((NS, set_name, 2), {"name": "b"})
+    client.put((NS, set_name, 3), {"other": 3})
+    scan = client.scan(NS, set_name)
+    scan.select("name")
+    bins = sorted((b for _, _, b in scan.results()), key=lambda b: b["name"])
+    assert bins == [{"name": "a"}, {"name": "b"}]
+
+
+def test_select_of_no_bins_is_refused(client):
+    k = (NS, "select_none", "k")
+    client.put(k, {"a": 1})
+    with pytest.raises(ex.InvalidRequest):
+        client.select(k, [])
+    assert client.select(k, ["a"])[2] == {"a": 1}
