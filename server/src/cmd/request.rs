@@ -38,6 +38,8 @@ pub(crate) struct Single<'n, 'a> {
     pub msg: Message<'a>,
     pub digest: Digest,
     pub set: &'a [u8],
+    /// The KEY field's data (particle type, then the key), when the client sent it.
+    key: Option<&'a [u8]>,
     pub kind: Kind,
     /// The request's own filter expression, compiled.
     own_filter: Option<Program>,
@@ -54,17 +56,24 @@ impl<'n, 'a> Single<'n, 'a> {
         digest: Option<Digest>,
         shared_filter: Option<&'n Program>,
     ) -> Result<Self, StorageError> {
-        let ns_name = msg.field(FieldType::Namespace).ok_or(StorageError::Parameter("no namespace"))?;
+        let fields = Fields::of(&msg);
+        let ns_name = fields.namespace.ok_or(StorageError::Parameter("no namespace"))?;
         let sns = node.namespace(ns_name).ok_or(StorageError::NamespaceNotFound)?;
-        if carries_transaction(&msg) {
+        if fields.transaction || msg.header.info4 & info4::TXN_MASK != 0 {
             // Namespaces here have no transaction support: applying the writes at once would
             // leave an aborted transaction applied.
             return Err(StorageError::Unsupported("multi-record transactions"));
         }
-        let own_filter = msg.field(FieldType::Filter).map(Program::compile).transpose()?;
-        let digest = match digest {
-            Some(d) => d,
-            None => digest_of(&msg)?,
+        let own_filter = fields.filter.map(Program::compile).transpose()?;
+        let set = fields.set.unwrap_or(b"");
+        let digest = match (digest, fields.digest) {
+            (Some(d), _) => d,
+            (None, Some(d)) => Digest::from_slice(d).ok_or(StorageError::Parameter("digest must be 20 bytes"))?,
+            (None, None) => {
+                let key = fields.key.ok_or(StorageError::Parameter("no digest and no key"))?;
+                let (&t, bytes) = key.split_first().ok_or(StorageError::Parameter("empty key field"))?;
+                Digest::compute_raw(set, t, bytes)
+            }
         };
         let h = msg.header;
         let kind = if h.info2 & info2::WRITE != 0 {
@@ -80,7 +89,7 @@ impl<'n, 'a> Single<'n, 'a> {
         } else {
             Kind::ReadOps
         };
-        Ok(Single { sns, msg, digest, set: msg.field(FieldType::Set).unwrap_or(b""), kind, own_filter, shared_filter })
+        Ok(Single { sns, msg, digest, set, key: fields.key, kind, own_filter, shared_filter })
     }
 
     /// The filter the record must pass, if any.
@@ -98,8 +107,7 @@ impl<'n, 'a> Single<'n, 'a> {
 
     /// The record's user key, when the client sent it.
     pub(crate) fn key(&self) -> Option<KeyRef<'a>> {
-        let key = self.msg.field(FieldType::Key)?;
-        let (&particle, bytes) = key.split_first()?;
+        let (&particle, bytes) = self.key?.split_first()?;
         Some(KeyRef { particle, bytes })
     }
 
@@ -170,23 +178,49 @@ impl<'n, 'a> Single<'n, 'a> {
     }
 }
 
+/// The fields a single-record request uses, found in one pass over the message.
+#[derive(Debug, Default)]
+struct Fields<'a> {
+    namespace: Option<&'a [u8]>,
+    set: Option<&'a [u8]>,
+    key: Option<&'a [u8]>,
+    digest: Option<&'a [u8]>,
+    filter: Option<&'a [u8]>,
+    /// A transaction id, deadline or record version field is present.
+    transaction: bool,
+}
+
+impl<'a> Fields<'a> {
+    fn of(msg: &Message<'a>) -> Self {
+        let mut f = Fields::default();
+        // The first field of each type counts, as `Message::field` would find it.
+        for field in msg.fields() {
+            let slot = match field.field_type {
+                t if t == FieldType::Namespace as u8 => &mut f.namespace,
+                t if t == FieldType::Set as u8 => &mut f.set,
+                t if t == FieldType::Key as u8 => &mut f.key,
+                t if t == FieldType::Digest as u8 => &mut f.digest,
+                t if t == FieldType::Filter as u8 => &mut f.filter,
+                t if is_transaction_field(t) => {
+                    f.transaction = true;
+                    continue;
+                }
+                _ => continue,
+            };
+            slot.get_or_insert(field.data);
+        }
+        f
+    }
+}
+
+fn is_transaction_field(field_type: u8) -> bool {
+    field_type == FieldType::TxnId as u8
+        || field_type == FieldType::TxnDeadline as u8
+        || field_type == FieldType::RecordVersion as u8
+}
+
 /// Whether a message belongs to a multi-record transaction: a transaction id, deadline or
 /// record version field, or a transaction bit of info4.
 pub(crate) fn carries_transaction(msg: &Message<'_>) -> bool {
-    msg.header.info4 & info4::TXN_MASK != 0
-        || msg.fields().any(|f| {
-            f.field_type == FieldType::TxnId as u8
-                || f.field_type == FieldType::TxnDeadline as u8
-                || f.field_type == FieldType::RecordVersion as u8
-        })
-}
-
-/// The record's digest: the DIGEST field, else computed from SET and KEY.
-fn digest_of(msg: &Message<'_>) -> Result<Digest, StorageError> {
-    if let Some(d) = msg.field(FieldType::Digest) {
-        return Digest::from_slice(d).ok_or(StorageError::Parameter("digest must be 20 bytes"));
-    }
-    let key = msg.field(FieldType::Key).ok_or(StorageError::Parameter("no digest and no key"))?;
-    let (&t, bytes) = key.split_first().ok_or(StorageError::Parameter("empty key field"))?;
-    Ok(Digest::compute_raw(msg.field(FieldType::Set).unwrap_or(b""), t, bytes))
+    msg.header.info4 & info4::TXN_MASK != 0 || msg.fields().any(|f| is_transaction_field(f.field_type))
 }
