@@ -64,6 +64,19 @@ fn exchange(s: &mut TcpStream, frame: &[u8]) -> (u8, Option<Vec<u8>>) {
     (m.header.result_code, value)
 }
 
+/// Waits (at most 20 s) until statistic `key` is at least `at_least`.
+fn wait_for_stat(server: &Petreld, key: &str, at_least: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let value: u64 = stat(&server.info("statistics"), key).and_then(|v| v.parse().ok()).expect("statistic");
+        if value >= at_least {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{key} stayed at {value}, below {at_least}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn stalled_frame_declarations_hold_almost_no_memory() {
     let server = Petreld::start(&petreld_path!(), &[], &[]);
@@ -94,7 +107,16 @@ fn stalled_frame_declarations_hold_almost_no_memory() {
         assert!(Instant::now() < deadline, "the node took only {open} connections in");
         std::thread::sleep(Duration::from_millis(100));
     }
-    std::thread::sleep(Duration::from_millis(500));
+    // Bounded wait until every connection's task has begun its body, seen as resident
+    // memory that stops growing over three samples in a row.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (mut last, mut steady) = (rss_bytes(server.pid()), 0);
+    while steady < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = rss_bytes(server.pid());
+        steady = if now == last { steady + 1 } else { 0 };
+        last = now;
+    }
 
     // Other clients are served meanwhile.
     let mut other = connect(addr);
@@ -142,13 +164,13 @@ fn a_request_waits_for_the_budget_and_is_served_when_it_frees() {
     for h in &mut holders {
         h.write_all(&big[..cut]).expect("most of a frame");
     }
-    std::thread::sleep(Duration::from_millis(500));
+    // Bounded wait until the two holders have the whole budget but their first 16 KiB each.
+    let body_bytes = (big.len() - 8) as u64;
+    wait_for_stat(&server, "incomplete_request_bytes", 2 * (body_bytes - 16 * 1024));
     let mut waiter = connect(addr);
     waiter.write_all(&big[..cut]).expect("most of a frame");
-    std::thread::sleep(Duration::from_millis(500));
-    let waits: u64 =
-        stat(&server.info("statistics"), "request_budget_waits").and_then(|v| v.parse().ok()).expect("waits");
-    assert!(waits >= 1, "the third frame did not wait for the budget");
+    // The third frame waits for the budget (bounded: fails after 20 s).
+    wait_for_stat(&server, "request_budget_waits", 1);
     // Small requests do not wait behind large ones.
     let mut small = connect(addr);
     assert_eq!(exchange(&mut small, &request(4, Some(1))).0, 0);
