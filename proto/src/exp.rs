@@ -16,7 +16,7 @@ pub const LT: i64 = 5;
 pub const LE: i64 = 6;
 /// `[REGEX, flags, regex, string_exp]`.
 pub const REGEX: i64 = 7;
-/// Geospatial comparison (not supported here).
+/// Geospatial comparison: a point within a region, or a region containing a point.
 pub const GEO: i64 = 8;
 pub const AND: i64 = 16;
 pub const OR: i64 = 17;

@@ -1,7 +1,7 @@
 //! Arithmetic and integer operators of expressions: add, sub, mul, div, pow, log, mod, abs,
 //! floor, ceil, to-int, to-float, min, max and the bitwise integer operators. Operands of a
-//! variadic operator must all be integers or all floats; a mismatch, a division by zero or a
-//! non-finite conversion is unknown. Integer results wrap on overflow.
+//! variadic operator must all be integers or all floats; a mismatch or a division by zero is
+//! unknown. Integer results wrap on overflow; to-int saturates (NaN becomes 0).
 
 use petrel_proto::exp as op;
 

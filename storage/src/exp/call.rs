@@ -32,7 +32,7 @@ pub(crate) fn eval_call<'a>(c: &'a Call, env: &mut Env<'a>) -> Option<EVal<'a>> 
             (out.new_value.map(|v| v.unwrap_or(crate::value::Particle { particle: 0, bytes: Vec::new() })), out.result)
         }
         op::MODULE_BITS => {
-            let out = bits::apply(existing, payload, c.modify, env.size_limit).ok()?;
+            let out = bits::apply(existing, payload, c.modify, env.bytes_left).ok()?;
             (out.new_value, out.result)
         }
         _ => {
@@ -40,6 +40,10 @@ pub(crate) fn eval_call<'a>(c: &'a Call, env: &mut Env<'a>) -> Option<EVal<'a>> 
             (out.new_value, out.result)
         }
     };
+    let produced = new_value.as_ref().map_or(0, |p| p.bytes.len()) + result.as_ref().map_or(0, |p| p.bytes.len());
+    if !env.charge(produced) {
+        return None;
+    }
     if c.modify {
         return match new_value {
             Some(p) => EVal::from_owned_particle(p),

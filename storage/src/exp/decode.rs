@@ -2,7 +2,7 @@
 //! decoded once into a tree of [`Node`]s, with every count, the nesting depth and the node
 //! total bounded, literal lists and maps normalised, variables resolved to slots, regexes
 //! compiled and call arguments that are all literals packed once. Anything malformed, too
-//! deep or too large is a parameter error; geospatial comparison is unsupported.
+//! deep or too large is a parameter error.
 
 use petrel_proto::exp as op;
 use petrel_proto::msgpack::{self, MsgValue};
@@ -19,6 +19,9 @@ pub const NODES_MAX: usize = 16 * 1024;
 pub const VARS_MAX: usize = 256;
 /// Bytes a compiled regex may take.
 const REGEX_SIZE_MAX: usize = 1 << 20;
+/// Most regular expressions in one expression: with [`REGEX_SIZE_MAX`] each for the program
+/// and for its matcher's cache, at most 32 MiB per request.
+const REGEXES_MAX: usize = 16;
 
 /// Comparison operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,11 +94,10 @@ pub struct Program {
 impl Program {
     /// Compiles the msgpack bytes of a filter: an expression that must be a boolean.
     pub fn compile(bytes: &[u8]) -> Result<Program, StorageError> {
-        let (program, used) = Program::compile_prefix(bytes)?;
+        let (program, used, t) = Program::compile_typed(bytes)?;
         if used != bytes.len() {
             return Err(bad("trailing bytes after expression"));
         }
-        let t = check::type_of(&program.root, &mut Vec::new())?;
         if t != check::ANY && t != op::ty::BOOL {
             return Err(bad("filter expression is not a boolean"));
         }
@@ -104,10 +106,17 @@ impl Program {
 
     /// Compiles the expression at the front of `bytes`; the program and the bytes it took.
     pub fn compile_prefix(bytes: &[u8]) -> Result<(Program, usize), StorageError> {
-        let mut c = Compiler { buf: bytes, pos: 0, nodes: 0, scopes: Vec::new(), vars: 0, needs_set_name: false };
+        Program::compile_typed(bytes).map(|(program, used, _)| (program, used))
+    }
+
+    /// Compiles and type-checks the expression at the front of `bytes`; the program, the
+    /// bytes it took and its type.
+    fn compile_typed(bytes: &[u8]) -> Result<(Program, usize, i64), StorageError> {
+        let mut c =
+            Compiler { buf: bytes, pos: 0, nodes: 0, regexes: 0, scopes: Vec::new(), vars: 0, needs_set_name: false };
         let root = c.node(0)?;
-        check::type_of(&root, &mut Vec::new())?;
-        Ok((Program { root, vars: c.vars, needs_set_name: c.needs_set_name }, c.pos))
+        let t = check::type_of(&root, &mut Vec::new())?;
+        Ok((Program { root, vars: c.vars, needs_set_name: c.needs_set_name }, c.pos, t))
     }
 
     /// Whether the program reads the record's set name.
@@ -124,6 +133,8 @@ struct Compiler<'b> {
     buf: &'b [u8],
     pos: usize,
     nodes: usize,
+    /// Regular expressions compiled so far.
+    regexes: usize,
     /// Names in scope, innermost last, with their slots.
     scopes: Vec<(&'b [u8], usize)>,
     vars: usize,
@@ -244,12 +255,19 @@ impl<'b> Compiler<'b> {
             op::REGEX => {
                 want(3)?;
                 let flags = self.int()?;
+                // Each compiled regex may take REGEX_SIZE_MAX (and as much again for its
+                // matcher's cache): their number is bounded too.
+                self.regexes += 1;
+                if self.regexes > REGEXES_MAX {
+                    return Err(bad("too many regular expressions"));
+                }
                 let text = std::str::from_utf8(self.raw_str()?).map_err(|_| bad("regex is not UTF-8"))?;
                 let re = regex::bytes::RegexBuilder::new(text)
                     .case_insensitive(flags & op::regex_flags::ICASE != 0)
                     .multi_line(flags & op::regex_flags::NEWLINE != 0)
                     .dot_matches_new_line(flags & op::regex_flags::NEWLINE == 0)
                     .size_limit(REGEX_SIZE_MAX)
+                    .dfa_size_limit(REGEX_SIZE_MAX)
                     .build()
                     .map_err(|_| bad("bad regex"))?;
                 Node::Regex(Box::new(re), Box::new(self.node(d)?))
@@ -425,10 +443,17 @@ impl<'b> Compiler<'b> {
 /// Operand counts an arithmetic operator accepts.
 fn arity(code: i64) -> (usize, usize) {
     match code {
-        op::ADD | op::MUL | op::INT_AND | op::INT_OR | op::INT_XOR | op::MIN | op::MAX => (1, usize::MAX),
-        op::SUB | op::DIV => (1, usize::MAX),
-        op::POW | op::LOG | op::MOD | op::INT_LSHIFT | op::INT_RSHIFT | op::INT_ARSHIFT => (2, 2),
-        op::INT_LSCAN | op::INT_RSCAN => (2, 2),
+        op::ADD | op::SUB | op::MUL | op::DIV | op::INT_AND | op::INT_OR | op::INT_XOR | op::MIN | op::MAX => {
+            (1, usize::MAX)
+        }
+        op::POW
+        | op::LOG
+        | op::MOD
+        | op::INT_LSHIFT
+        | op::INT_RSHIFT
+        | op::INT_ARSHIFT
+        | op::INT_LSCAN
+        | op::INT_RSCAN => (2, 2),
         _ => (1, 1),
     }
 }

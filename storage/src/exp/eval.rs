@@ -61,20 +61,37 @@ pub struct RecordCtx<'a> {
 pub(crate) struct Env<'a> {
     pub(crate) rec: &'a RecordCtx<'a>,
     pub(crate) vars: smallvec::SmallVec<[Option<EVal<'a>>; 4]>,
-    /// Bytes a bit call may grow a value to.
-    pub(crate) size_limit: usize,
+    /// Bytes the calls of this evaluation may still produce: a bit call may not grow a value
+    /// past it, and every call result is charged to it, so that one evaluation holds at most
+    /// about a record's size however many calls and variables the expression has.
+    pub(crate) bytes_left: usize,
+}
+
+impl Env<'_> {
+    /// Charges `bytes` a call produced; false (the call is unknown) past the budget.
+    pub(crate) fn charge(&mut self, bytes: usize) -> bool {
+        match self.bytes_left.checked_sub(bytes) {
+            Some(left) => {
+                self.bytes_left = left;
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 impl Program {
-    /// Evaluates the program; `None` is "unknown".
-    pub fn eval<'a>(&'a self, rec: &'a RecordCtx<'a>, size_limit: usize) -> Option<EVal<'a>> {
-        let mut env = Env { rec, vars: smallvec::smallvec![None; self.vars], size_limit };
+    /// Evaluates the program; `None` is "unknown". The calls it makes may produce at most
+    /// `bytes_max` bytes in all (the namespace's record size limit).
+    pub fn eval<'a>(&'a self, rec: &'a RecordCtx<'a>, bytes_max: usize) -> Option<EVal<'a>> {
+        let mut env = Env { rec, vars: smallvec::smallvec![None; self.vars], bytes_left: bytes_max };
         eval(&self.root, &mut env)
     }
 
-    /// Whether the record passes the filter: only a boolean true does.
-    pub fn matches(&self, rec: &RecordCtx<'_>) -> bool {
-        matches!(self.eval(rec, usize::MAX), Some(EVal::Bool(true)))
+    /// Whether the record passes the filter: only a boolean true does. `bytes_max` bounds
+    /// what its calls may produce, as for [`Program::eval`].
+    pub fn matches(&self, rec: &RecordCtx<'_>, bytes_max: usize) -> bool {
+        matches!(self.eval(rec, bytes_max), Some(EVal::Bool(true)))
     }
 }
 

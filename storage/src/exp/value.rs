@@ -37,26 +37,30 @@ impl<'a> EVal<'a> {
     /// The value of a stored bin (or any particle), borrowing its bytes; `None` for a malformed
     /// number or an unknown particle type.
     pub fn from_particle(p: ParticleRef<'a>) -> Option<EVal<'a>> {
-        let b = p.bytes;
-        Some(match ParticleType::from_u8(p.particle)? {
-            ParticleType::Null => EVal::Nil,
-            ParticleType::Integer => EVal::Int(particle::decode_int(b).ok()?),
-            ParticleType::Float => EVal::Float(particle::decode_float(b).ok()?),
-            ParticleType::Bool => EVal::Bool(particle::decode_bool(b).ok()?),
-            ParticleType::String => EVal::Str(Cow::Borrowed(b)),
-            ParticleType::Blob => EVal::Blob(Cow::Borrowed(b)),
-            ParticleType::GeoJson => EVal::Geo(Cow::Borrowed(b)),
-            ParticleType::Hll => EVal::Hll(Cow::Borrowed(b)),
-            ParticleType::List => EVal::List(Cow::Borrowed(b)),
-            ParticleType::Map => EVal::Map(Cow::Borrowed(b)),
-            _ => EVal::Blob(Cow::Borrowed(b)),
-        })
+        EVal::from_parts(p.particle, Cow::Borrowed(p.bytes))
     }
 
-    /// An owned particle (a CDT, bit or HLL result) as a value.
+    /// An owned particle (a CDT, bit or HLL result) as a value; its bytes are moved, not
+    /// copied.
     pub fn from_owned_particle(p: Particle) -> Option<EVal<'static>> {
-        let v = EVal::from_particle(ParticleRef { particle: p.particle, bytes: &p.bytes })?;
-        Some(v.into_owned())
+        EVal::from_parts(p.particle, Cow::Owned(p.bytes))
+    }
+
+    /// The one mapping from particle types to values: numbers decoded, bytes kept as given.
+    fn from_parts(particle_type: u8, b: Cow<'a, [u8]>) -> Option<EVal<'a>> {
+        Some(match ParticleType::from_u8(particle_type)? {
+            ParticleType::Null => EVal::Nil,
+            ParticleType::Integer => EVal::Int(particle::decode_int(&b).ok()?),
+            ParticleType::Float => EVal::Float(particle::decode_float(&b).ok()?),
+            ParticleType::Bool => EVal::Bool(particle::decode_bool(&b).ok()?),
+            ParticleType::String => EVal::Str(b),
+            ParticleType::Blob => EVal::Blob(b),
+            ParticleType::GeoJson => EVal::Geo(b),
+            ParticleType::Hll => EVal::Hll(b),
+            ParticleType::List => EVal::List(b),
+            ParticleType::Map => EVal::Map(b),
+            _ => EVal::Blob(b),
+        })
     }
 
     /// A literal msgpack element as a value; lists and maps are re-encoded (maps in

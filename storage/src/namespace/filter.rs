@@ -29,7 +29,7 @@ impl<E: StorageEngine> Namespace<E> {
             data_size: entry.data_size as usize,
             bins: Bins::Image(*image),
         };
-        program.matches(&rec)
+        program.matches(&rec, self.config.read().max_record_size_bytes)
     }
 
     /// [`Namespace::passes`] for an image not yet parsed; a malformed image does not pass.

@@ -215,7 +215,7 @@ proptest! {
             digest: &r.digest, set_name: b"", key: None, void_time: 0, lut_ms: 0, now_ms: 0,
             data_size: 0, bins: Bins::Image(image),
         };
-        prop_assert_eq!(program.matches(&ctx), want == Some(EVal::Bool(true)));
+        prop_assert_eq!(program.matches(&ctx, usize::MAX), want == Some(EVal::Bool(true)));
     }
 
     #[test]
