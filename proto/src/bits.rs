@@ -77,12 +77,3 @@ pub mod int_flags {
 
 /// Most bits an integer op reads or writes.
 pub const INT_BITS_MAX: u64 = 64;
-
-/// Whether `code` is a bit modify op (`Some(true)`), a read op (`Some(false)`), or neither.
-pub fn is_modify(code: i64) -> Option<bool> {
-    match code {
-        modify::RESIZE..=modify::SET_INT => Some(true),
-        read::GET..=read::GET_INT => Some(false),
-        _ => None,
-    }
-}

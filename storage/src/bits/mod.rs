@@ -385,14 +385,15 @@ fn arithmetic(op: &BitOp<'_>, load: u64) -> Option<u64> {
         return Some(result);
     }
     if signed {
-        // Overflow is a sign change that the operands' signs rule out.
-        let operand = if add { value } else { (value as i64).wrapping_neg() as u64 };
-        let (l, o, r) =
-            (bitvec::sign_extend(load, size), bitvec::sign_extend(operand, size), bitvec::sign_extend(result, size));
-        if l < 0 && o < 0 && r > 0 {
+        // The true result, in a type that cannot overflow, against the field's range.
+        let l = i128::from(bitvec::sign_extend(load, size));
+        let v = i128::from(bitvec::sign_extend(value, size));
+        let exact = if add { l + v } else { l - v };
+        let (min, max) = (-(1i128 << (size - 1)), (1i128 << (size - 1)) - 1);
+        if exact < min {
             return saturate.then_some((mask >> (size - 1)) << (size - 1));
         }
-        if l > 0 && o > 0 && r < 0 {
+        if exact > max {
             return saturate.then_some(mask >> 1);
         }
         return Some(result);
