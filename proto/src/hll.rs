@@ -103,12 +103,3 @@ pub fn layout_ok(bytes: &[u8]) -> bool {
         _ => false,
     }
 }
-
-/// Whether `code` is an HLL modify op (`Some(true)`), a read op (`Some(false)`), or neither.
-pub fn is_modify(code: i64) -> Option<bool> {
-    match code {
-        modify::INIT..=modify::FOLD => Some(true),
-        read::COUNT..=read::DESCRIBE => Some(false),
-        _ => None,
-    }
-}

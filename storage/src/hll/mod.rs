@@ -232,7 +232,13 @@ fn modify(op: &HllOp<'_>, current: Option<SketchRef<'_>>) -> Result<(Sketch, Opt
             }
             let mut all = op.sketches.clone();
             all.extend(current);
-            Ok((estimate::union(&all), None))
+            let union = estimate::union(&all);
+            // Operands may carry index and min-hash bits over 64 together (as in Aerospike),
+            // but a stored value may not: every later op would refuse the bin.
+            if !union.is_storable() {
+                return Err(not_applicable("union's index and min-hash bits exceed 64"));
+            }
+            Ok((union, None))
         }
         modify::REFRESH_COUNT => {
             let s = current.ok_or(StorageError::BinNotFound)?;

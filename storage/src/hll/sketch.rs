@@ -120,6 +120,11 @@ impl Sketch {
         SketchRef { bytes: &self.bytes }
     }
 
+    /// Whether the value may be stored: its index and min-hash bits are allowed together.
+    pub(crate) fn is_storable(&self) -> bool {
+        layout::layout_ok(&self.bytes)
+    }
+
     pub(crate) fn into_bytes(self) -> Vec<u8> {
         self.bytes
     }
