@@ -233,7 +233,7 @@ impl ClusterNode {
             return ack(ResultCode::Parameter);
         }
         let mut st = self.state.write();
-        if st.key != c.cluster_key {
+        if c.cluster_key == 0 || st.key != c.cluster_key {
             // Not installed here yet (or a view gone by): the sender retries while its view
             // lasts.
             return ack(ResultCode::ClusterKeyMismatch);
@@ -257,7 +257,8 @@ impl ClusterNode {
             return ack(ResultCode::Parameter);
         }
         let pid = m.partition_id as u16;
-        if self.current_key() != m.cluster_key {
+        // Key 0 is "no plan installed yet": nothing may be received under it.
+        if m.cluster_key == 0 || self.current_key() != m.cluster_key {
             return ack(ResultCode::ClusterKeyMismatch);
         }
         let ns = &self.namespaces[i];
@@ -272,8 +273,15 @@ impl ClusterNode {
             if deleted_here(&stored.digest) && ns.exists(&stored.digest).is_err() {
                 continue;
             }
-            if ns.apply_copy(&stored, self.config.conflict_resolution).is_ok() {
-                applied += 1;
+            match ns.apply_copy(&stored, self.config.conflict_resolution) {
+                Ok(_) => applied += 1,
+                // A record this node cannot keep (too big for its limit, out of space): the
+                // batch is refused, so that the source does not count the partition as
+                // moved and give its copy back.
+                Err(e) => {
+                    self.counters.migrate_records_received.fetch_add(applied, Ordering::Relaxed);
+                    return ack(e.result_code());
+                }
             }
         }
         self.counters.migrate_records_received.fetch_add(applied, Ordering::Relaxed);

@@ -20,7 +20,7 @@ use petrel_proto::{Digest, ResultCode};
 use petrel_storage::namespace::{RecordCopy as StoredCopy, RecordMeta, ReplicaApplied};
 use smallvec::SmallVec;
 
-use crate::node::{ack, ack_result, ClusterNode};
+use crate::node::{ack, ack_result, ClusterNode, State};
 use crate::partition_table::NodeId;
 
 /// How long a write may take to reach every other owner of its partition, retries included.
@@ -206,16 +206,26 @@ impl ClusterNode {
     }
 
     /// A write from a partition's master: applied if this node has the same view installed.
+    /// The view is held (read-locked) from the key check through the apply, so that no plan
+    /// is installed in between and a migration scan cannot pass the record meanwhile.
     pub(crate) fn on_replica_write(&self, w: ReplicaWrite) -> Body {
-        if self.current_key() != w.cluster_key {
+        let st = self.state.read();
+        // Key 0 is "no plan installed yet": nothing may be applied under it.
+        if w.cluster_key == 0 || st.key != w.cluster_key {
             // The sender retries under its next plan, or gives up when it is not master.
             return ack(ResultCode::ClusterKeyMismatch);
         }
         let outcome = match &w.change {
             Some(Change::Record(copy)) => self.apply_replica_record(copy),
-            Some(Change::Delete(r)) => self.apply_replica_delete(r),
+            Some(Change::Delete(r)) => self.apply_replica_delete(r, &st),
             None => Err(ResultCode::Parameter),
         };
+        drop(st);
+        let outcome = outcome.map(|tombstone| {
+            if let Some((i, digest)) = tombstone {
+                self.remember_delete(w.cluster_key, i, digest);
+            }
+        });
         match outcome {
             Ok(()) => {
                 self.counters.replica_writes_applied.fetch_add(1, Ordering::Relaxed);
@@ -225,29 +235,38 @@ impl ClusterNode {
         }
     }
 
-    fn apply_replica_record(&self, copy: &RecordCopy) -> Result<(), ResultCode> {
+    /// Applies a record copy; no tombstone to remember.
+    fn apply_replica_record(&self, copy: &RecordCopy) -> Result<Option<(usize, Digest)>, ResultCode> {
         let &i = self.ns_index.get(&copy.namespace).ok_or(ResultCode::Namespace)?;
         let stored = stored_copy(copy)?;
         match self.namespaces[i].apply_replica(&stored).map_err(|e| e.result_code())? {
             // A later copy of the record is here already, and it includes this write; or the
             // record is dead here (expired, truncated) and there is nothing to keep.
-            ReplicaApplied::Stored | ReplicaApplied::AlreadyLater | ReplicaApplied::Dead => Ok(()),
+            ReplicaApplied::Stored | ReplicaApplied::AlreadyLater | ReplicaApplied::Dead => Ok(None),
         }
     }
 
-    fn apply_replica_delete(&self, r: &RecordRef) -> Result<(), ResultCode> {
+    /// Applies a delete; returns the digest to remember when the partition is still arriving
+    /// here (checked under the view `st`, read-locked by the caller).
+    fn apply_replica_delete(&self, r: &RecordRef, st: &State) -> Result<Option<(usize, Digest)>, ResultCode> {
         let &i = self.ns_index.get(&r.namespace).ok_or(ResultCode::Namespace)?;
         let digest = Digest::from_slice(&r.digest).ok_or(ResultCode::Parameter)?;
         self.namespaces[i].apply_delete(&digest);
         let pid = digest.partition_id();
-        let mut st = self.state.write();
-        // Still arriving here: a migration batch read before the delete must not bring the
-        // record back.
         let receiving = st.plans.get(i).is_some_and(|p| !p.row(pid).is_complete(self.me));
-        if receiving {
-            st.tombstones.entry((i, pid)).or_default().insert(digest);
+        Ok(receiving.then_some((i, digest)))
+    }
+
+    /// Remembers a delete on a partition still arriving, so that a migration batch read
+    /// before it cannot bring the record back. The write lock is taken only here, not for
+    /// every replica delete.
+    fn remember_delete(&self, key: u64, i: usize, digest: Digest) {
+        let mut st = self.state.write();
+        // A newer view drops the tombstones of partitions that completed; under it a batch
+        // from this view is refused anyway.
+        if st.key == key {
+            st.tombstones.entry((i, digest.partition_id())).or_default().insert(digest);
         }
-        Ok(())
     }
 }
 

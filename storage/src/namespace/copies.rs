@@ -94,11 +94,16 @@ impl<E: StorageEngine> Namespace<E> {
     }
 
     /// Applies a copy the partition's master sent for a write it just made. The master's
-    /// writes to one record are a sequence, so the copy is stored unless this node already
-    /// holds a later generation of it (a copy overtaken in flight); there is no conflict to
-    /// resolve on this path.
+    /// writes to one record are a sequence whose last-update times only grow (each write
+    /// takes `max(now, last + 1)`), so the copy is stored unless this node already holds a
+    /// later one of that sequence (a copy overtaken in flight): later update time first, the
+    /// generation (as a wrapping sequence) on a tie. Ordering by update time first also keeps
+    /// a stale local copy (a delete that never reached this node, then the record created
+    /// anew at generation 1) from hiding the master's newer write behind a higher generation.
     pub fn apply_replica(&self, copy: &RecordCopy<'_>) -> Result<ReplicaApplied, StorageError> {
-        self.store_copy(copy, |local| generation_cmp(copy.meta.generation, local.generation).is_ge())
+        self.store_copy(copy, |local| {
+            copy.meta.lut_ms.cmp(&local.lut_ms).then(generation_cmp(copy.meta.generation, local.generation)).is_ge()
+        })
     }
 
     /// Checks a copy from the network and stores it when there is no live local copy or when
