@@ -130,3 +130,33 @@ fn expression_operations_see_earlier_ops() {
     .expect("read");
     assert_eq!(d_bin, Some(Value::Int(20)));
 }
+
+/// `resize(literal blob, bytes) != literal blob`, as a filter: a bit modify call inside an
+/// expression, whose result is charged to the evaluation's byte budget.
+fn resized_differs(bytes: i64) -> Program {
+    let blob = vec![0xa2, 0x04, 0x01];
+    let resize = op::pack_call(petrel_proto::bits::modify::RESIZE, &[int(bytes)]);
+    let resized = call(op::CALL, &[int(op::ty::BLOB), int(op::MODULE_BITS | op::MODULE_MODIFY), resize, blob.clone()]);
+    Program::compile(&call(op::NE, &[resized, blob])).expect("compiles")
+}
+
+#[test]
+fn a_filter_cannot_grow_values_past_the_record_size() {
+    //! Guards a filter whose call resized a literal to 128 MiB for every record it looked at:
+    //! the calls of one evaluation may produce at most the namespace's record size.
+    let ns = ns();
+    let d = key(7);
+    write_n(&ns, d, 1, None).expect("write");
+    assert!(ns.exists_filtered(&d, Some(&resized_differs(16))).is_ok(), "a small resize is evaluated");
+    let limit = NamespaceConfig::new("test").max_record_size_bytes as i64;
+    let huge = resized_differs(128 << 20);
+    assert_eq!(
+        ns.exists_filtered(&d, Some(&huge)).map(|_| ()).map_err(|e| e.result_code()),
+        Err(ResultCode::FilteredOut)
+    );
+    assert_eq!(
+        ns.exists_filtered(&d, Some(&resized_differs(limit + 1))).map(|_| ()).map_err(|e| e.result_code()),
+        Err(ResultCode::FilteredOut),
+        "past the record size the call is unknown"
+    );
+}

@@ -77,3 +77,28 @@ fn replica_keeps_applying_the_masters_copies_across_the_wrap() {
     assert!(!replica.apply_copy(&stale, ConflictResolution::Generation).expect("apply"));
     assert_eq!(count(&replica, &d), Value::Int(42));
 }
+
+#[test]
+fn a_record_created_anew_replaces_a_stale_copy_with_a_higher_generation() {
+    // The replica kept generation 5 of a record whose delete never reached it; the master
+    // then created the record anew (generation 1, a later update time). The new copy must
+    // win: ordering by generation alone would keep the stale one and lose the write.
+    let replica = Namespace::in_memory(NamespaceConfig::new("test")).expect("namespace");
+    let d = Digest::compute(b"again", WireKey::Int(1));
+    let stale_img = image(5);
+    let stale = RecordCopy {
+        digest: d,
+        set: b"",
+        meta: RecordMeta { generation: 5, void_time: 0, lut_ms: 1_000 },
+        image: &stale_img,
+    };
+    assert_eq!(replica.apply_replica(&stale).expect("apply"), ReplicaApplied::Stored);
+    let new_img = image(1);
+    let created =
+        RecordCopy { meta: RecordMeta { generation: 1, void_time: 0, lut_ms: 2_000 }, image: &new_img, ..stale };
+    assert_eq!(replica.apply_replica(&created).expect("apply"), ReplicaApplied::Stored);
+    assert_eq!(count(&replica, &d), Value::Int(1));
+    // The stale copy arriving again (overtaken in flight) changes nothing.
+    assert_eq!(replica.apply_replica(&stale).expect("apply"), ReplicaApplied::AlreadyLater);
+    assert_eq!(count(&replica, &d), Value::Int(1));
+}

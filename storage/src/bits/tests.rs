@@ -147,6 +147,12 @@ fn integers_add_subtract_and_overflow() {
     assert_eq!(sub(&[0x00], 1, 0), Err(ResultCode::OpNotApplicable));
     assert_eq!(sub(&[0x00], 1, int_flags::SATURATE), Ok(Some(vec![0x00])));
     assert_eq!(sub(&[0x00], 1, int_flags::WRAP), Ok(Some(vec![0xff])));
+    // -128 + -128 overflows signed 8 bits: the exact sum is -256, whose low byte is 0.
+    assert_eq!(add(&[0x80], 0, 8, 0x80, int_flags::SIGNED), Err(ResultCode::OpNotApplicable));
+    assert_eq!(add(&[0x80], 0, 8, 0x80, int_flags::SIGNED | int_flags::SATURATE), Ok(Some(vec![0x80])));
+    // 0 - (-128) = 128 overflows as well.
+    assert_eq!(sub(&[0x00], 0x80, int_flags::SIGNED), Err(ResultCode::OpNotApplicable));
+    assert_eq!(sub(&[0x00], 0x80, int_flags::SIGNED | int_flags::SATURATE), Ok(Some(vec![0x7f])));
     let bad = int((int_flags::WRAP | int_flags::SATURATE) as i64);
     assert_eq!(modify_op(Some(&b), modify::ADD, &[int(0), int(8), int(1), int(0), bad]), Err(ResultCode::Parameter));
     assert_eq!(modify_op(Some(&b), modify::ADD, &[int(0), int(65), int(1)]), Err(ResultCode::Parameter));

@@ -191,6 +191,12 @@ fn fold_and_union() {
     assert_eq!(created.unwrap(), u);
     let bad = MsgValue::List(vec![hll_arg(&a[..20])]);
     assert_eq!(run_modify(None, modify::SET_UNION, &[bad]), Err(ResultCode::Parameter));
+    // An operand may carry index and min-hash bits over 64 together, but a union that would
+    // store such a value is refused (every later op would reject the bin).
+    let mut wide = vec![0u8; contract::value_len(16, 51)];
+    (wide[1], wide[2]) = (16, 51);
+    let wide = MsgValue::List(vec![hll_arg(&wide)]);
+    assert_eq!(run_modify(None, modify::SET_UNION, &[wide]), Err(ResultCode::OpNotApplicable));
 }
 
 #[test]
