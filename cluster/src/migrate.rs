@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use petrel_proto::cluster::fabric_message::Body;
-use petrel_proto::cluster::{MigrateRecords, PartitionComplete};
+use petrel_proto::cluster::{Bytes, MigrateRecords, PartitionComplete};
 use petrel_proto::{Digest, ResultCode, PARTITIONS_COUNT};
 use tokio::sync::Semaphore;
 
@@ -145,7 +145,7 @@ impl ClusterNode {
                 };
                 bytes += r.raw.len() + 64;
                 // The batch names the namespace once; its records do not.
-                records.push(record_copy("", &r.digest, set, &r.meta, r.raw.to_vec()));
+                records.push(record_copy("", &r.digest, set, &r.meta, Bytes::copy_from_slice(r.raw)));
                 bytes < MIGRATE_BATCH_BYTES
             });
             let progress = match progress {

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use petrel_proto::cluster::fabric_message::Body;
 use petrel_proto::cluster::replica_write::Change;
-use petrel_proto::cluster::{RecordCopy, RecordRef, ReplicaWrite};
+use petrel_proto::cluster::{Bytes, RecordCopy, RecordRef, ReplicaWrite};
 use petrel_proto::{Digest, ResultCode};
 use petrel_storage::namespace::{RecordCopy as StoredCopy, RecordMeta, ReplicaApplied};
 use smallvec::SmallVec;
@@ -42,7 +42,7 @@ type Targets = SmallVec<[(NodeId, Option<SocketAddr>); 4]>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteCopy {
     /// The record as the write left it.
-    Record { digest: Digest, set: Vec<u8>, meta: RecordMeta, image: Vec<u8> },
+    Record { digest: Digest, set: Vec<u8>, meta: RecordMeta, image: Bytes },
     /// The write removed the record.
     Delete { digest: Digest },
 }
@@ -82,7 +82,7 @@ pub(crate) fn record_copy(
     digest: &Digest,
     set: Vec<u8>,
     meta: &RecordMeta,
-    image: Vec<u8>,
+    image: Bytes,
 ) -> RecordCopy {
     RecordCopy {
         namespace: namespace.to_string(),
@@ -334,7 +334,7 @@ mod tests {
 
     fn record(digest: Digest, generation: u16, n: i64) -> WriteCopy {
         let meta = RecordMeta { generation, void_time: 0, lut_ms: 1_000 + n as u64 };
-        WriteCopy::Record { digest, set: Vec::new(), meta, image: image(n) }
+        WriteCopy::Record { digest, set: Vec::new(), meta, image: image(n).into() }
     }
 
     fn send(node: &ClusterNode, key: u64, copy: &WriteCopy) -> Result<(), ResultCode> {
@@ -369,7 +369,8 @@ mod tests {
         assert_eq!(value(&node, &d), Some(Value::Int(3)));
 
         // A copy that cannot be applied is answered with its error, not acknowledged.
-        let broken = WriteCopy::Record { digest: d, set: Vec::new(), meta: RecordMeta::default(), image: image(4) };
+        let broken =
+            WriteCopy::Record { digest: d, set: Vec::new(), meta: RecordMeta::default(), image: image(4).into() };
         assert!(send(&node, key, &broken).is_err());
         assert_eq!(value(&node, &d), Some(Value::Int(3)));
 

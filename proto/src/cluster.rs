@@ -4,6 +4,9 @@
 //! Every message carries a `version`: a receiver refuses a version it does not know instead
 //! of misreading it. New fields get new tags; tags are never reused.
 
+/// The byte buffer record images travel in (shared by reference count).
+pub use prost::bytes::Bytes;
+
 /// Version of the heartbeat messages this build speaks.
 pub const HEARTBEAT_VERSION: u32 = 1;
 
@@ -180,8 +183,9 @@ pub struct RecordCopy {
     pub void_time: u32,
     #[prost(uint64, tag = "6")]
     pub lut_ms: u64,
-    #[prost(bytes = "vec", tag = "7")]
-    pub image: Vec<u8>,
+    /// Shared, not copied, between the tries and targets of one replica write.
+    #[prost(bytes = "bytes", tag = "7")]
+    pub image: Bytes,
 }
 
 /// A record named by namespace and digest.

@@ -16,7 +16,12 @@ use crate::node::Node;
 /// removal when the ops removed the record, or nothing when they wrote nothing.
 pub(crate) fn of_operate(req: &Single<'_, '_>, outcome: &mut OperateOutcome) -> Option<WriteCopy> {
     match outcome.image.take() {
-        Some(image) => Some(WriteCopy::Record { digest: req.digest, set: req.set.to_vec(), meta: outcome.meta, image }),
+        Some(image) => Some(WriteCopy::Record {
+            digest: req.digest,
+            set: req.set.to_vec(),
+            meta: outcome.meta,
+            image: image.into(),
+        }),
         // Generation 0 in the outcome means the record is gone.
         None if outcome.meta.generation == 0 => Some(WriteCopy::Delete { digest: req.digest }),
         None => None,
