@@ -18,9 +18,15 @@ impl ClusterNode {
     /// Gives partition `pid` of namespace `ns` back at once if it settled elsewhere.
     pub(crate) fn give_back_one(&self, ns: usize, pid: u16) {
         let settled_elsewhere = self.state.read().plans.get(ns).is_some_and(|p| p.row(pid).is_settled_without(self.me));
-        if settled_elsewhere && !self.namespaces[ns].partition(pid).is_empty() {
+        if settled_elsewhere && self.holds_copy(ns, pid) {
             self.drop_copy(ns, pid);
         }
+    }
+
+    /// Whether this node holds partition `pid`: records, or a version it would report. An
+    /// empty copy counts too: given back, it stops claiming a version in the next exchange.
+    fn holds_copy(&self, ns: usize, pid: u16) -> bool {
+        self.versions.lock()[ns][pid as usize] != 0 || !self.namespaces[ns].partition(pid).is_empty()
     }
 
     fn drop_copy(&self, ns: usize, pid: u16) {
@@ -37,13 +43,15 @@ impl ClusterNode {
         self.copies_settled_elsewhere().len()
     }
 
-    /// (namespace, partition) of every non-empty partition settled on other owners.
+    /// (namespace, partition) of every copy held here that settled on other owners.
     fn copies_settled_elsewhere(&self) -> Vec<(usize, u16)> {
         let st = self.state.read();
+        let versions = self.versions.lock();
         let mut v = Vec::new();
         for (i, plan) in st.plans.iter().enumerate() {
             for pid in 0..PARTITIONS_COUNT as u16 {
-                if plan.row(pid).is_settled_without(self.me) && !self.namespaces[i].partition(pid).is_empty() {
+                let held = versions[i][pid as usize] != 0 || !self.namespaces[i].partition(pid).is_empty();
+                if held && plan.row(pid).is_settled_without(self.me) {
                     v.push((i, pid));
                 }
             }

@@ -54,6 +54,20 @@ pub fn merged_version(version: u64, cluster_key: u64) -> u64 {
     mix(version ^ 0x6D65_7267_6564, cluster_key)
 }
 
+/// The version a copy reports once it stops taking writes: a holder that is neither an owner
+/// nor the source under the view with `cluster_key` gets no write of that view, so from the
+/// moment the plan is installed its copy falls behind the owners' while its version would
+/// still equal theirs. Reported under this version instead, a copy that is not given back in
+/// time (the view changes first, or the announcement is lost) is merged at the next view
+/// rather than taken for a complete copy.
+pub fn frozen_version(version: u64, cluster_key: u64) -> u64 {
+    if version == 0 {
+        0
+    } else {
+        mix(version ^ 0x6672_6F7A_656E, cluster_key)
+    }
+}
+
 /// One partition's row of the plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionRow {
@@ -122,6 +136,17 @@ impl PartitionRow {
     pub fn published(&self) -> impl Iterator<Item = NodeId> + '_ {
         let master = self.acting_master();
         std::iter::once(master).chain(self.owners.iter().copied().filter(move |&n| n != master && self.is_complete(n)))
+    }
+
+    /// The version `node` reports for this partition once the plan is installed: the version
+    /// it holds, frozen when it holds a copy that takes no writes of this view.
+    pub fn reported_version(&self, node: NodeId, cluster_key: u64) -> u64 {
+        let version = self.version_of(node);
+        if node == self.source || self.owners.contains(&node) {
+            version
+        } else {
+            frozen_version(version, cluster_key)
+        }
     }
 
     /// Records that `node` holds `version`. A new version from the source ends its merges.

@@ -78,7 +78,9 @@ impl TestCluster {
             &rf,
         ];
         args.extend(self.extra.iter().map(String::as_str));
-        let env = [("PETREL_LOG", "warn")];
+        // PETREL_TEST_LOG raises the nodes' log level when a run needs diagnosing.
+        let log = std::env::var("PETREL_TEST_LOG").unwrap_or_else(|_| "warn".to_string());
+        let env = [("PETREL_LOG", log.as_str())];
         self.nodes[i] = Some(Petreld::start_at(&self.bin, spec.service, &args, &env));
     }
 
@@ -95,6 +97,20 @@ impl TestCluster {
             if p.terminate(Duration::from_secs(10)).is_none() {
                 p.kill9();
             }
+        }
+    }
+
+    /// SIGSTOP to node `i`: it neither runs nor answers until [`TestCluster::resume`].
+    pub fn pause(&self, i: usize) {
+        if let Some(p) = &self.nodes[i] {
+            p.signal("STOP");
+        }
+    }
+
+    /// SIGCONT to node `i`.
+    pub fn resume(&self, i: usize) {
+        if let Some(p) = &self.nodes[i] {
+            p.signal("CONT");
         }
     }
 

@@ -28,6 +28,18 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
+/// Where a node's log goes: the test's stderr, or with `PETREL_TEST_LOG_DIR` set, a file of
+/// its own there (`<address>.log`, appended across restarts), so that the logs of a
+/// multi-node run can be told apart when diagnosing it.
+fn node_log(addr: SocketAddr) -> Stdio {
+    let Ok(dir) = std::env::var("PETREL_TEST_LOG_DIR") else { return Stdio::inherit() };
+    let path = Path::new(&dir).join(format!("{addr}.log"));
+    match std::fs::OpenOptions::new().create(true).append(true).open(&path) {
+        Ok(f) => Stdio::from(f),
+        Err(e) => panic!("node log {}: {e}", path.display()),
+    }
+}
+
 /// A running petreld; stopped (SIGTERM, then SIGKILL after 10 s) when dropped.
 #[derive(Debug)]
 pub struct Petreld {
@@ -48,7 +60,7 @@ impl Petreld {
     /// accepts connections.
     pub fn start_at(bin: &Path, addr: SocketAddr, extra_args: &[&str], env: &[(&str, &str)]) -> Petreld {
         let mut cmd = Command::new(bin);
-        cmd.arg("--listen").arg(addr.to_string()).args(extra_args).stdout(Stdio::null()).stderr(Stdio::inherit());
+        cmd.arg("--listen").arg(addr.to_string()).args(extra_args).stdout(Stdio::null()).stderr(node_log(addr));
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -80,6 +92,12 @@ impl Petreld {
         self.addr.to_string()
     }
 
+    /// Sends `signal` (a name `kill` knows: STOP, CONT, ...) to the process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill").arg(format!("-{signal}")).arg(self.pid().to_string()).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -{signal} {}", self.pid());
+    }
+
     /// Sends SIGTERM and waits (at most `timeout`) for the exit status.
     pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let _ = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status();
@@ -106,6 +124,8 @@ impl Drop for Petreld {
         if matches!(self.child.try_wait(), Ok(Some(_))) {
             return;
         }
+        // A paused process would hold SIGTERM until killed: let it run first.
+        let _ = Command::new("kill").arg("-CONT").arg(self.pid().to_string()).status();
         if self.terminate(Duration::from_secs(10)).is_none() {
             let _ = self.child.kill();
             let _ = self.child.wait();

@@ -186,14 +186,17 @@ fn a_rolling_restart_under_load_loses_no_acknowledged_write() {
     let stop = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));
     let acked: Arc<Mutex<Vec<u64>>> = Arc::default();
+    // When each chunk of 256 keys was done, to place a lost key in the nodes' logs.
+    let chunks: Arc<Mutex<Vec<(u64, std::time::SystemTime)>>> = Arc::default();
     // A steady writer: new keys, 16 at a time, each write acknowledged or counted as an error.
     let writer = {
-        let (client, stop, errors, acked) =
-            (Arc::clone(&client), Arc::clone(&stop), Arc::clone(&errors), Arc::clone(&acked));
+        let (client, stop, errors, acked, chunks) =
+            (Arc::clone(&client), Arc::clone(&stop), Arc::clone(&errors), Arc::clone(&acked), Arc::clone(&chunks));
         rt.spawn(async move {
             let mut next = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let (ok, failed) = write_keys(&client, next..next + 256, 16).await;
+                chunks.lock().expect("chunks").push((next, std::time::SystemTime::now()));
                 next += 256;
                 errors.fetch_add(failed, Ordering::Relaxed);
                 acked.lock().expect("acked").extend(ok);
@@ -217,6 +220,10 @@ fn a_rolling_restart_under_load_loses_no_acknowledged_write() {
     let unique: HashSet<u64> = acked.iter().copied().collect();
     assert_eq!(unique.len(), acked.len());
     let lost = rt.block_on(missing(&client, &acked, 32));
+    for k in lost.iter().take(5) {
+        let chunk = chunks.lock().expect("chunks").iter().find(|(start, _)| k - k % 256 == *start).map(|c| c.1);
+        eprintln!("lost k{k}: its chunk of 256 was done at {chunk:?}");
+    }
     assert!(lost.is_empty(), "{} acknowledged writes lost, e.g. {:?}", lost.len(), &lost[..lost.len().min(5)]);
     assert_eq!(cluster.sum_ns_stat("test", "non_replica_objects"), 0);
 }

@@ -26,6 +26,7 @@ pub(crate) async fn apply(
     if let Some(cluster) = node.cluster() {
         if let Some(copy) = replicate::of_operate(req, &mut outcome) {
             replicate::send(node, cluster, req, copy).await?;
+            tracing::trace!(pid = req.partition(), digest = %req.digest, "write copied to every owner");
         }
     }
     answer::operate(out, &outcome, row_index);
