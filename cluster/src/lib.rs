@@ -9,7 +9,7 @@
 //! * [`partition_table`]: replica lists per partition from the member list (rendezvous
 //!   hashing plus a balancing pass).
 //! * [`membership`]: heartbeat bookkeeping and the agreement on who is in the cluster
-//!   (principal, quanta, cluster key, clique eviction, splits and merges).
+//!   (principal, quanta, cluster key, clique eviction, splits and merges, stalls).
 //! * [`plan`]: what happens to each partition after a view change (who holds it at which
 //!   version, who sends it where, who acts as master meanwhile, when copies are given back).
 //!

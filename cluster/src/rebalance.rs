@@ -35,7 +35,19 @@ impl ClusterNode {
     ) {
         loop {
             let view = views.borrow_and_update().clone();
-            if !view.members.is_empty() && view.key != self.current_key() {
+            if view.members.is_empty() && view.key == 0 {
+                // This node was stalled past the node timeout and left its view: its plan is
+                // stale until a view decided after the stall is installed, so writes wait
+                // (and fail) meanwhile rather than diverge from what the others took.
+                let mut st = self.state.write();
+                if st.key != 0 && st.adopted_key != 0 {
+                    st.adopted_key = 0;
+                    tracing::warn!(
+                        key = format!("{:X}", st.key),
+                        "stalled past the node timeout: writes wait for a new view"
+                    );
+                }
+            } else if view.key != self.current_key() {
                 self.state.write().adopted_key = view.key;
                 tokio::select! {
                     _ = self.rebalance(&view, &views) => {}
@@ -72,7 +84,7 @@ impl ClusterNode {
             let mut versions = self.versions.lock();
             for (i, plan) in plans.iter().enumerate() {
                 for (pid, row) in plan.rows.iter().enumerate() {
-                    versions[i][pid] = row.version_of(self.me);
+                    versions[i][pid] = row.reported_version(self.me, key);
                 }
             }
         }
