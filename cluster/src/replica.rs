@@ -141,8 +141,10 @@ impl ClusterNode {
         let result = loop {
             let Some((key, targets)) = self.copy_targets(ns, pid, &applied) else {
                 // Another node masters the partition now; this write is not this node's to
-                // finish, and the client must not take it as done.
-                break Err(ResultCode::Unavailable);
+                // finish, and the client must not take it as done. It was applied here, so
+                // the answer is "timeout" (in doubt), never "unavailable", which tells a
+                // client that nothing was applied.
+                break Err(ResultCode::Timeout);
             };
             if targets.is_empty() {
                 break Ok(());
@@ -431,7 +433,7 @@ mod tests {
         assert_eq!(value(&b, &d), Some(Value::Int(2)));
 
         // Not the acting master: not this node's write to finish.
-        assert_eq!(a.write_copies(0, record(elsewhere, 1, 1), CommitLevel::All).await, Err(ResultCode::Unavailable));
+        assert_eq!(a.write_copies(0, record(elsewhere, 1, 1), CommitLevel::All).await, Err(ResultCode::Timeout));
         a.stop().await;
         b.stop().await;
     }

@@ -17,7 +17,8 @@ const TRANSITION_WAIT_MS: u64 = 1_500;
 pub enum Route {
     Local,
     Proxy(SocketAddr),
-    /// No plan yet, or the acting master cannot be reached.
+    /// No plan yet, the acting master cannot be reached, or (for writes) the partition is
+    /// merging copies of another lineage. Nothing was applied.
     Unavailable,
 }
 
@@ -28,6 +29,12 @@ impl ClusterNode {
         let Some(plan) = st.plans.get(ns) else { return Route::Unavailable };
         let row = plan.row(pid);
         let master = row.acting_master();
+        if write && master == self.me && !row.merges_pending.is_empty() {
+            // Copies of another lineage are still merging into this one: a write applied to
+            // this copy now could be undone, record by record, by the merge's conflict
+            // resolution. Clients retry once the merge is in.
+            return Route::Unavailable;
+        }
         let local = if write { master == self.me } else { row.serves_reads(self.me) };
         if local {
             return Route::Local;
