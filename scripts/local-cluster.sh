@@ -44,7 +44,7 @@ for i in $(seq 0 $((n - 1))); do
     port=$((base + 10 * i))
     "$bin" --listen "127.0.0.1:$port" --heartbeat "127.0.0.1:$((port + 2))" --fabric "127.0.0.1:$((port + 1))" \
         --seed "$seed" --cluster-name "${CLUSTER_NAME:-petrel-local}" --replication-factor "${RF:-2}" \
-        --data-dir "$state/node-$i" >"$state/node-$i.log" 2>&1 &
+        ${PERSIST:+--data-dir "$state/node-$i"} >"$state/node-$i.log" 2>&1 &
     echo $! >>"$state/pids"
     echo "node $i: service 127.0.0.1:$port, fabric $((port + 1)), heartbeat $((port + 2)), log $state/node-$i.log"
 done

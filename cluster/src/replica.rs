@@ -253,7 +253,7 @@ impl ClusterNode {
     fn apply_replica_delete(&self, r: &RecordRef, st: &State) -> Result<Option<(usize, Digest)>, ResultCode> {
         let &i = self.ns_index.get(&r.namespace).ok_or(ResultCode::Namespace)?;
         let digest = Digest::from_slice(&r.digest).ok_or(ResultCode::Parameter)?;
-        self.namespaces[i].apply_delete(&digest);
+        self.namespaces[i].apply_delete(&digest).map_err(|e| e.result_code())?;
         let pid = digest.partition_id();
         let receiving = st.plans.get(i).is_some_and(|p| !p.row(pid).is_complete(self.me));
         Ok(receiving.then_some((i, digest)))

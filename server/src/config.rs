@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
-use petrel_storage::NamespaceConfig;
+use petrel_storage::{DeviceConfig, DeviceFileConfig, NamespaceConfig};
 use serde::{Deserialize, Serialize};
 
 /// The whole configuration.
@@ -59,7 +59,7 @@ impl Default for ServiceConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
             node_id: String::new(),
             cluster_name: String::new(),
-            data_dir: PathBuf::from("data"),
+            data_dir: PathBuf::new(),
             proto_fd_max: 15_000,
             proto_fd_idle_ms: 600_000,
             frame_size_max: 32 << 20,
@@ -152,6 +152,17 @@ pub struct NamespaceSettings {
     pub max_record_size: usize,
     pub partition_tree_sprigs: usize,
     pub nsup_period: u32,
+    /// "memory", "device", or empty: "device" when `service.data_dir` is set, else "memory".
+    pub storage_engine: String,
+    /// Files of a device namespace (default: `<data_dir>/<namespace>.dat`).
+    pub files: Vec<PathBuf>,
+    /// Bytes of each file.
+    pub file_size: u64,
+    pub write_block_size: usize,
+    pub flush_max_ms: u64,
+    pub commit_to_device: bool,
+    pub defrag_lwm_pct: u8,
+    pub min_avail_pct: u8,
 }
 
 impl Default for NamespaceSettings {
@@ -166,11 +177,49 @@ impl Default for NamespaceSettings {
             max_record_size: d.max_record_size_bytes,
             partition_tree_sprigs: d.sprigs_per_partition,
             nsup_period: d.nsup_period_secs,
+            storage_engine: String::new(),
+            files: Vec::new(),
+            file_size: 4 << 30,
+            write_block_size: 1 << 20,
+            flush_max_ms: 1_000,
+            commit_to_device: false,
+            defrag_lwm_pct: 50,
+            min_avail_pct: 5,
         }
     }
 }
 
 impl NamespaceSettings {
+    /// The device store of namespace `name`, or None when it is kept in memory.
+    pub fn device(&self, name: &str, data_dir: &std::path::Path) -> Result<Option<DeviceConfig>, String> {
+        let on_device = match self.storage_engine.as_str() {
+            "memory" => false,
+            "device" => true,
+            "" => !data_dir.as_os_str().is_empty(),
+            other => return Err(format!("storage_engine: {other:?} is neither \"memory\" nor \"device\"")),
+        };
+        if !on_device {
+            return Ok(None);
+        }
+        let files = if !self.files.is_empty() {
+            self.files.clone()
+        } else if !data_dir.as_os_str().is_empty() {
+            vec![data_dir.join(format!("{name}.dat"))]
+        } else {
+            return Err("storage_engine \"device\" needs files, or service.data_dir (--data-dir)".into());
+        };
+        let config = DeviceConfig {
+            files: files.into_iter().map(|path| DeviceFileConfig { path, size_bytes: self.file_size }).collect(),
+            write_block_bytes: self.write_block_size,
+            flush_max_ms: self.flush_max_ms,
+            commit_to_device: self.commit_to_device,
+            defrag_lwm_pct: self.defrag_lwm_pct,
+            min_avail_pct: self.min_avail_pct,
+        };
+        config.validate()?;
+        Ok(Some(config))
+    }
+
     pub fn to_storage(&self, name: &str) -> NamespaceConfig {
         NamespaceConfig {
             name: name.to_string(),
@@ -285,6 +334,7 @@ impl Config {
         }
         for (name, ns) in &self.namespace {
             ns.to_storage(name).validate().map_err(|e| format!("namespace.{name}: {e}"))?;
+            ns.device(name, &self.service.data_dir).map_err(|e| format!("namespace.{name}: {e}"))?;
         }
         if !self.service.node_id.is_empty() {
             parse_node_id(&self.service.node_id).map_err(|e| format!("service.node_id: {e}"))?;

@@ -230,7 +230,7 @@ expired_objects={};evicted_objects={};truncated_records={};stop_writes={};hwm_br
 index_used_bytes={};data_used_bytes={};memory_used_bytes={};memory_used_pct={};data_total_bytes={};\
 migrate_tx_partitions_remaining={tx};migrate_rx_partitions_remaining={rx};\
 replication-factor={};default-ttl={};evict-used-pct={};stop-writes-used-pct={};max-record-size={};\
-partition-tree-sprigs={};nsup-period={};storage-engine=memory",
+partition-tree-sprigs={};nsup-period={};{}",
         st.objects,
         st.expired_objects,
         st.evicted_objects,
@@ -249,7 +249,43 @@ partition-tree-sprigs={};nsup-period={};storage-engine=memory",
         c.max_record_size_bytes,
         c.sprigs_per_partition,
         c.nsup_period_secs,
+        storage_settings(&s.ns, true),
     );
+    o
+}
+
+/// `storage-engine=…` and, for a device namespace, its settings and (with `stats`) its
+/// figures, as Aerospike names them.
+fn storage_settings(ns: &petrel_storage::Namespace, stats: bool) -> String {
+    let Some(d) = ns.device() else { return "storage-engine=memory".to_string() };
+    let c = d.config();
+    let files: Vec<String> = c.files.iter().map(|f| f.path.display().to_string()).collect();
+    let mut o = format!(
+        "storage-engine=device;storage-engine.file={};storage-engine.filesize={};storage-engine.write-block-size={};\
+storage-engine.flush-max-ms={};storage-engine.commit-to-device={};storage-engine.defrag-lwm-pct={};storage-engine.min-avail-pct={}",
+        files.join(","),
+        c.files.first().map_or(0, |f| f.size_bytes),
+        c.write_block_bytes,
+        c.flush_max_ms,
+        c.commit_to_device,
+        c.defrag_lwm_pct,
+        c.min_avail_pct
+    );
+    if stats {
+        let (total, used) = (d.total_bytes(), d.used_bytes());
+        let k = &d.counters;
+        let _ = write!(
+            o,
+            ";device_total_bytes={total};device_used_bytes={used};device_free_pct={};device_available_pct={};\
+defrag_blocks_freed={};defrag_records_moved={};device_tombstones_written={};device_write_errors={}",
+            (total - used.min(total)) * 100 / total.max(1),
+            d.available_pct(),
+            k.defrag_blocks_freed.load(Relaxed),
+            k.defrag_records_moved.load(Relaxed),
+            k.tombstones_written.load(Relaxed),
+            k.write_errors.load(Relaxed),
+        );
+    }
     o
 }
 
@@ -372,7 +408,7 @@ fn get_config(node: &Node, rest: &str) -> String {
             };
             let c = s.ns.config();
             format!(
-                "replication-factor={};default-ttl={};memory-size={};evict-used-pct={};stop-writes-used-pct={};max-record-size={};partition-tree-sprigs={};nsup-period={};storage-engine=memory",
+                "replication-factor={};default-ttl={};memory-size={};evict-used-pct={};stop-writes-used-pct={};max-record-size={};partition-tree-sprigs={};nsup-period={};{}",
                 c.replication_factor,
                 c.default_ttl_secs,
                 c.memory_size_bytes,
@@ -380,7 +416,8 @@ fn get_config(node: &Node, rest: &str) -> String {
                 c.stop_writes_used_pct,
                 c.max_record_size_bytes,
                 c.sprigs_per_partition,
-                c.nsup_period_secs
+                c.nsup_period_secs,
+                storage_settings(&s.ns, false)
             )
         }
         Some("service") | None => {

@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use petrel_cluster::ClusterNode;
+use petrel_storage::namespace::Defragmenter;
 use petrel_storage::nsup::Supervisor;
 use petrel_storage::Namespace;
 
@@ -68,6 +69,7 @@ pub struct Node {
     /// Bytes client connections may hold in requests still arriving.
     pub request_budget: RequestBudget,
     supervisors: parking_lot::Mutex<Vec<Supervisor>>,
+    defragmenters: parking_lot::Mutex<Vec<Defragmenter>>,
     cluster: OnceLock<Arc<ClusterNode>>,
 }
 
@@ -82,7 +84,29 @@ impl Node {
         let mut namespaces = Vec::new();
         let mut by_name = HashMap::new();
         for (name, settings) in &config.namespace {
-            let ns = Namespace::in_memory(settings.to_storage(name)).map_err(|e| format!("namespace.{name}: {e}"))?;
+            let ns = match settings.device(name, &config.service.data_dir)? {
+                None => Namespace::in_memory(settings.to_storage(name)),
+                Some(device) => {
+                    if let Some(dir) = device.files.first().and_then(|f| f.path.parent()) {
+                        std::fs::create_dir_all(dir)
+                            .map_err(|e| format!("namespace.{name}: {}: {e}", dir.display()))?;
+                    }
+                    let started = Instant::now();
+                    Namespace::on_device(settings.to_storage(name), device).map(|(ns, restored)| {
+                        tracing::info!(
+                            namespace = %name,
+                            records = restored.records,
+                            tombstones = restored.tombstones,
+                            dropped = restored.dropped,
+                            damaged_blocks = restored.scan.damaged,
+                            ms = started.elapsed().as_millis() as u64,
+                            "namespace restored from its device store"
+                        );
+                        ns
+                    })
+                }
+            }
+            .map_err(|e| format!("namespace.{name}: {e}"))?;
             by_name.insert(name.clone(), namespaces.len());
             namespaces.push(ServiceNamespace {
                 index: namespaces.len(),
@@ -100,22 +124,31 @@ impl Node {
             counters: NodeCounters::default(),
             request_budget: RequestBudget::new(config.service.incomplete_requests_bytes_max),
             supervisors: parking_lot::Mutex::new(Vec::new()),
+            defragmenters: parking_lot::Mutex::new(Vec::new()),
             cluster: OnceLock::new(),
             config,
         })
     }
 
-    /// Starts each namespace's supervisor thread.
+    /// Starts each namespace's supervisor thread, and a defragmentation thread for each
+    /// device namespace.
     pub fn start_supervisors(&self) -> std::io::Result<()> {
         let mut sups = self.supervisors.lock();
+        let mut defrag = self.defragmenters.lock();
         for s in &self.namespaces {
             sups.push(Supervisor::start(Arc::clone(&s.ns))?);
+            if s.ns.device().is_some() {
+                defrag.push(Defragmenter::start(Arc::clone(&s.ns))?);
+            }
         }
         Ok(())
     }
 
     /// Stops the supervisors.
     pub fn stop_supervisors(&self) {
+        for d in self.defragmenters.lock().drain(..) {
+            d.stop();
+        }
         for s in self.supervisors.lock().drain(..) {
             s.stop();
         }

@@ -2,7 +2,8 @@
 //!
 //! The index keeps, per record, a location of the engine's choosing; the engine turns a
 //! record's data image into a location and back. The memory engine's location is the data
-//! itself, a thin owned pointer; the flash store's will be an address in its write blocks.
+//! itself, a thin owned pointer; the flash store's (`crate::device`) is an address in its
+//! write blocks; `crate::location` holds either in one word.
 
 use std::alloc::{self, Layout};
 use std::ptr::NonNull;
@@ -15,14 +16,41 @@ use crate::StorageError;
 /// Largest record image an engine must store (the protocol's write-block bound).
 pub const IMAGE_SIZE_MAX: usize = 8 * 1024 * 1024;
 
+/// What a persistent engine stores beside a record's image, so that a cold restart can
+/// rebuild the index from the medium alone.
+#[derive(Debug, Clone, Copy)]
+pub struct ImageMeta<'a> {
+    pub digest: &'a Digest,
+    pub generation: u16,
+    pub void_time: u32,
+    pub lut_ms: u64,
+    /// The record's set name (empty: none). Only filled for engines that persist.
+    pub set: &'a [u8],
+    /// A durable delete rather than a record.
+    pub tombstone: bool,
+}
+
 /// A medium for record data images.
 pub trait StorageEngine: Send + Sync + std::fmt::Debug + 'static {
     /// What the index keeps to find a record's data again. Must be at most 8 bytes with a
     /// niche, so that `Option<Loc>` in an index entry stays 8 bytes.
     type Loc: Send + Sync + std::fmt::Debug + 'static;
 
-    /// Stores an image and returns where it went.
-    fn write(&self, digest: &Digest, image: &[u8]) -> Result<Self::Loc, StorageError>;
+    /// Stores an image of the record `meta` describes and returns where it went.
+    fn write(&self, meta: &ImageMeta<'_>, image: &[u8]) -> Result<Self::Loc, StorageError>;
+
+    /// Records durably that the record `meta` describes was deleted (a persistent engine
+    /// writes a tombstone, so that a cold restart does not bring back an older copy).
+    fn remove(&self, meta: &ImageMeta<'_>) -> Result<(), StorageError> {
+        let _ = meta;
+        Ok(())
+    }
+
+    /// Whether the engine keeps records across restarts (and so needs set names in
+    /// [`ImageMeta`]).
+    fn persists(&self) -> bool {
+        false
+    }
 
     /// Returns the image at `loc`; an engine that cannot lend its bytes copies them into
     /// `scratch` and returns that.
@@ -50,7 +78,7 @@ impl MemoryEngine {
 impl StorageEngine for MemoryEngine {
     type Loc = ThinBytes;
 
-    fn write(&self, _digest: &Digest, image: &[u8]) -> Result<ThinBytes, StorageError> {
+    fn write(&self, _meta: &ImageMeta<'_>, image: &[u8]) -> Result<ThinBytes, StorageError> {
         let bytes = ThinBytes::new(image);
         self.data_bytes.fetch_add(bytes.allocated_len() as u64, Ordering::Relaxed);
         Ok(bytes)
@@ -91,6 +119,35 @@ impl ThinBytes {
             std::ptr::copy_nonoverlapping(data.as_ptr(), ptr.as_ptr().add(THIN_HEADER), data.len());
         }
         ThinBytes(ptr)
+    }
+
+    /// Gives up ownership: the allocation lives on until [`ThinBytes::from_raw`] takes it back.
+    pub fn into_raw(self) -> NonNull<u8> {
+        let p = self.0;
+        std::mem::forget(self);
+        p
+    }
+
+    /// Takes back an allocation given up by [`ThinBytes::into_raw`].
+    ///
+    /// # Safety
+    /// `p` must come from `into_raw`, and be taken back once only.
+    pub unsafe fn from_raw(p: NonNull<u8>) -> ThinBytes {
+        ThinBytes(p)
+    }
+
+    /// The bytes of an allocation given up by [`ThinBytes::into_raw`].
+    ///
+    /// # Safety
+    /// `p` must come from `into_raw` and not have been taken back; the slice must not outlive
+    /// the allocation.
+    pub unsafe fn slice_at<'a>(p: NonNull<u8>) -> &'a [u8] {
+        // SAFETY: per the caller's promise, `p` is a live ThinBytes allocation: a u32 length
+        // then that many initialised bytes.
+        unsafe {
+            let len = p.as_ptr().cast::<u32>().read() as usize;
+            std::slice::from_raw_parts(p.as_ptr().add(THIN_HEADER), len)
+        }
     }
 
     fn layout(len: usize) -> Layout {
@@ -143,8 +200,9 @@ mod tests {
     fn thin_bytes_round_trip_and_account() {
         let engine = MemoryEngine::new();
         let d = Digest::default();
-        let a = engine.write(&d, b"hello").expect("write");
-        let empty = engine.write(&d, b"").expect("write");
+        let meta = ImageMeta { digest: &d, generation: 1, void_time: 0, lut_ms: 1, set: b"", tombstone: false };
+        let a = engine.write(&meta, b"hello").expect("write");
+        let empty = engine.write(&meta, b"").expect("write");
         let mut scratch = Vec::new();
         assert_eq!(engine.read(&a, &mut scratch).expect("read"), b"hello");
         assert_eq!(engine.read(&empty, &mut scratch).expect("read"), b"");

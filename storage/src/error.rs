@@ -45,6 +45,10 @@ pub enum StorageError {
     FilteredOut,
     #[error("internal storage error: {0}")]
     Internal(&'static str),
+    #[error("device overloaded: too many write blocks waiting to be written")]
+    DeviceOverload,
+    #[error("device error: {0}")]
+    Device(String),
 }
 
 impl StorageError {
@@ -70,7 +74,8 @@ impl StorageError {
             ElementExists => ResultCode::ElementExists,
             OpNotApplicable(_) => ResultCode::OpNotApplicable,
             FilteredOut => ResultCode::FilteredOut,
-            Internal(_) => ResultCode::Unknown,
+            Internal(_) | Device(_) => ResultCode::Unknown,
+            DeviceOverload => ResultCode::DeviceOverload,
         }
     }
 }

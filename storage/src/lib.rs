@@ -17,11 +17,13 @@
 pub mod bits;
 pub mod cdt;
 pub mod clock;
+pub mod device;
 pub mod engine;
 mod error;
 pub mod exp;
 pub mod hll;
 pub mod index;
+pub mod location;
 pub mod namespace;
 pub mod nsup;
 mod oparg;
@@ -29,8 +31,10 @@ pub mod ops;
 pub mod record;
 pub mod value;
 
+pub use device::{DeviceConfig, DeviceEngine, DeviceFileConfig};
 pub use engine::{MemoryEngine, StorageEngine};
 pub use error::StorageError;
+pub use location::{Engine, Location};
 pub use namespace::{Namespace, NamespaceConfig, NamespaceStats, RecordMeta};
 pub use ops::{ExistsAction, GenerationPolicy, Op, OperateRequest, ReadSelect, Ttl, WritePolicy};
 pub use value::Value;

@@ -14,7 +14,7 @@ use petrel_storage::*;
 
 fn ns() -> Namespace {
     let clock = Arc::new(ManualClock::new(500_000_000_000));
-    Namespace::new(NamespaceConfig::new("test"), MemoryEngine::new(), clock).expect("namespace")
+    Namespace::new(NamespaceConfig::new("test"), Engine::Memory(MemoryEngine::new()), clock).expect("namespace")
 }
 
 fn key(i: i64) -> Digest {

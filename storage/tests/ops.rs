@@ -16,7 +16,7 @@ const START_MS: u64 = 500_000_000_000;
 
 fn ns_with(config: NamespaceConfig) -> (Namespace, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(START_MS));
-    let ns = Namespace::new(config, MemoryEngine::new(), clock.clone()).expect("namespace");
+    let ns = Namespace::new(config, Engine::Memory(MemoryEngine::new()), clock.clone()).expect("namespace");
     (ns, clock)
 }
 
@@ -675,5 +675,5 @@ fn copies_from_other_nodes_resolve_conflicts_and_partitions_drop() {
     assert_eq!(after.data_bytes, 0);
     assert!(after.index_bytes < before.index_bytes);
     assert_eq!(after.sets.iter().map(|s| s.objects).sum::<u64>(), 0);
-    assert!(!dst.apply_delete(&key(1)));
+    assert!(!dst.apply_delete(&key(1)).expect("delete"));
 }

@@ -141,7 +141,8 @@ impl<E: StorageEngine> Namespace<E> {
         {
             return Ok(ReplicaApplied::Dead);
         }
-        let loc = self.engine.write(digest, copy.image)?;
+        let entry_set = existing.map_or(set_id, |h| tree.entry(h).set_id());
+        let loc = self.write_image(digest, entry_set, copy.meta, copy.image)?;
         let h = self.install(&mut tree, existing, digest, set_id, loc, copy.image.len());
         let e = tree.entry_mut(h);
         e.generation = copy.meta.generation;
@@ -152,9 +153,12 @@ impl<E: StorageEngine> Namespace<E> {
     }
 
     /// Removes a record because its master removed it; returns whether there was one.
-    pub fn apply_delete(&self, digest: &Digest) -> bool {
+    pub fn apply_delete(&self, digest: &Digest) -> Result<bool, StorageError> {
+        let now_ms = self.clock.now_ms();
         let mut tree = self.partitions[digest.partition_id() as usize].lock(digest);
-        self.drop_entry(&mut tree, digest)
+        let Some(h) = tree.find(digest) else { return Ok(false) };
+        self.persist_delete(&tree, h, now_ms)?;
+        Ok(self.drop_entry(&mut tree, digest))
     }
 
     /// Drops every record of partition `pid` (it moved to other nodes) and gives its index and

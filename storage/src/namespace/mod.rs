@@ -19,12 +19,15 @@ use parking_lot::RwLock;
 use petrel_proto::{Digest, PartitionId, PARTITIONS_COUNT};
 
 use crate::clock::{Clock, SystemClock};
-use crate::engine::{MemoryEngine, StorageEngine};
+use crate::engine::{ImageMeta, MemoryEngine, StorageEngine};
 use crate::index::{Entry, Handle, PartitionIndex, Tree};
+use crate::location::Engine;
+use crate::StorageError;
 
 mod bin_ops;
 mod config;
 mod copies;
+mod device;
 mod exp_ops;
 mod filter;
 mod operate;
@@ -36,6 +39,7 @@ mod truncate;
 
 pub use config::NamespaceConfig;
 pub use copies::{generation_cmp, ConflictResolution, RecordCopy, ReplicaApplied};
+pub use device::{Defragmenter, RestoreSummary};
 pub use operate::OperateOutcome;
 pub use scan::{ScanProgress, ScanRecord};
 pub use sets::SETS_MAX;
@@ -68,8 +72,8 @@ pub(crate) enum Doom {
 }
 
 #[derive(Debug, Default)]
-struct Counters {
-    objects: AtomicU64,
+pub(crate) struct Counters {
+    pub(crate) objects: AtomicU64,
     index_bytes: AtomicU64,
     expired: AtomicU64,
     evicted: AtomicU64,
@@ -78,26 +82,26 @@ struct Counters {
 
 /// A namespace whose record data lives in the storage engine `E`.
 #[derive(Debug)]
-pub struct Namespace<E: StorageEngine = MemoryEngine> {
+pub struct Namespace<E: StorageEngine = Engine> {
     name: String,
     /// Settings; the dynamic ones change through [`Namespace::set_config`].
     pub(crate) config: RwLock<NamespaceConfig>,
     pub(crate) partitions: Box<[PartitionIndex<E::Loc>]>,
-    engine: E,
+    pub(crate) engine: E,
     pub(crate) clock: Arc<dyn Clock>,
     sets: RwLock<SetTable>,
     /// Objects per set id (index 0 = records without a set).
     set_objects: Box<[AtomicU64]>,
     /// Truncate cutoff per set id; index 0 is the whole namespace's.
     set_truncate_lut_ms: Box<[AtomicU64]>,
-    counters: Counters,
+    pub(crate) counters: Counters,
     pub(crate) stop_writes: AtomicBool,
 }
 
-impl Namespace<MemoryEngine> {
+impl Namespace<Engine> {
     /// A namespace kept in memory, on the wall clock.
     pub fn in_memory(config: NamespaceConfig) -> Result<Self, String> {
-        Namespace::new(config, MemoryEngine::new(), Arc::new(SystemClock))
+        Namespace::new(config, Engine::Memory(MemoryEngine::new()), Arc::new(SystemClock))
     }
 }
 
@@ -171,6 +175,48 @@ impl<E: StorageEngine> Namespace<E> {
             return Some(Doom::Truncated);
         }
         None
+    }
+
+    /// Stores `image` of record `digest` (of set `set_id`, with the metadata given) in the
+    /// engine. A persistent engine gets the set name with it.
+    pub(crate) fn write_image(
+        &self,
+        digest: &Digest,
+        set_id: u16,
+        meta: RecordMeta,
+        image: &[u8],
+    ) -> Result<E::Loc, StorageError> {
+        let write = |set: &[u8]| {
+            let m = ImageMeta {
+                digest,
+                generation: meta.generation,
+                void_time: meta.void_time,
+                lut_ms: meta.lut_ms,
+                set,
+                tombstone: false,
+            };
+            self.engine.write(&m, image)
+        };
+        if self.engine.persists() {
+            self.with_set_name(set_id, write)
+        } else {
+            write(b"")
+        }
+    }
+
+    /// Before a live entry is deleted (by a client or the partition's master): a persistent
+    /// engine records the delete durably, so that a cold restart does not bring the record
+    /// back. Nothing is deleted when that fails.
+    pub(crate) fn persist_delete(&self, tree: &Tree<E::Loc>, h: Handle, now_ms: u64) -> Result<(), StorageError> {
+        if !self.engine.persists() {
+            return Ok(());
+        }
+        let e = tree.entry(h);
+        let (digest, generation, lut_ms) = (e.digest, e.generation, now_ms.max(e.lut_ms + 1));
+        self.with_set_name(e.set_id(), |set| {
+            let m = ImageMeta { digest: &digest, generation, void_time: 0, lut_ms, set, tombstone: true };
+            self.engine.remove(&m)
+        })
     }
 
     /// Removes an entry from `tree` and releases its data, keeping the counters true.

@@ -48,6 +48,7 @@ impl<E: StorageEngine> Namespace<E> {
         let h = self.find_live(&mut tree, digest, (now_ms / 1000) as u32).ok_or(StorageError::NotFound)?;
         generation.check(tree.entry(h).generation)?;
         self.check_filter(&tree, h, filter, now_ms)?;
+        self.persist_delete(&tree, h, now_ms)?;
         self.drop_entry(&mut tree, digest);
         Ok(())
     }
@@ -181,7 +182,8 @@ impl<E: StorageEngine> Namespace<E> {
         // Phase 2: install the new image.
         if !bins_left {
             return match existing {
-                Some(_) => {
+                Some(h) => {
+                    self.persist_delete(&tree, h, now_ms)?;
                     self.drop_entry(&mut tree, digest);
                     Ok(OperateOutcome { meta: RecordMeta::default(), results, image: None })
                 }
@@ -189,18 +191,28 @@ impl<E: StorageEngine> Namespace<E> {
                 None => Err(StorageError::NotFound),
             };
         }
-        let loc = self.engine.write(digest, &new_image)?;
-        let void_time = Self::void_time_for(policy.ttl, old_void_time, now_secs, default_ttl_secs);
-        let h = self.install(&mut tree, existing, digest, set_id, loc, new_image.len());
-        let e = tree.entry_mut(h);
-        e.generation = next_generation(e.generation);
-        e.void_time = void_time;
+        let (old_generation, old_lut_ms, entry_set) = match existing {
+            Some(h) => {
+                let e = tree.entry(h);
+                (e.generation, e.lut_ms, e.set_id())
+            }
+            None => (0, 0, set_id),
+        };
         // A write is always newer than the last update and than any truncate cut-off that
         // covers it, even within the millisecond of a truncate.
-        let cutoff = self.truncate_cutoff_ms(e.set_id());
-        e.lut_ms = now_ms.max(e.lut_ms + 1).max(cutoff + 1);
+        let meta = RecordMeta {
+            generation: next_generation(old_generation),
+            void_time: Self::void_time_for(policy.ttl, old_void_time, now_secs, default_ttl_secs),
+            lut_ms: now_ms.max(old_lut_ms + 1).max(self.truncate_cutoff_ms(entry_set) + 1),
+        };
+        let loc = self.write_image(digest, entry_set, meta, &new_image)?;
+        let h = self.install(&mut tree, existing, digest, set_id, loc, new_image.len());
+        let e = tree.entry_mut(h);
+        e.generation = meta.generation;
+        e.void_time = meta.void_time;
+        e.lut_ms = meta.lut_ms;
         e.set_key_stored(keep_key_stored);
-        Ok(OperateOutcome { meta: RecordMeta::of(e), results, image: Some(new_image) })
+        Ok(OperateOutcome { meta, results, image: Some(new_image) })
     }
 
     /// An operate with no write: runs the ops on the borrowed image and changes nothing.

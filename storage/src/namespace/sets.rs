@@ -35,9 +35,16 @@ impl<E: StorageEngine> Namespace<E> {
         table.names.get((id as usize).checked_sub(1)?).cloned()
     }
 
+    /// Runs `f` with the name of set `id` (empty for none), without copying it.
+    pub(crate) fn with_set_name<T>(&self, id: u16, f: impl FnOnce(&[u8]) -> T) -> T {
+        let table = self.sets.read();
+        let name = (id as usize).checked_sub(1).and_then(|i| table.names.get(i)).map_or(&[][..], Vec::as_slice);
+        f(name)
+    }
+
     /// The id of set `name`, made on its first use; fails when the name is too long or the
     /// namespace already holds [`SETS_MAX`] sets.
-    pub(super) fn set_id_or_create(&self, name: &[u8]) -> Result<u16, StorageError> {
+    pub(crate) fn set_id_or_create(&self, name: &[u8]) -> Result<u16, StorageError> {
         if name.is_empty() {
             return Ok(0);
         }

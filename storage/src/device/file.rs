@@ -1,0 +1,284 @@
+//! One file (or raw device) of a device store: its blocks, the open write block records are
+//! appended to, the recently written blocks kept in memory for reads, the live bytes of every
+//! block, and the free blocks.
+//!
+//! Block 0 holds the file header; blocks 1.. are write blocks. A write appends to the open
+//! block's memory image and writes the record through to the file at once (one positioned
+//! write, into the operating system's cache), so an acknowledged write survives the process
+//! being killed; the flusher makes written blocks durable (`fdatasync`) every
+//! `flush_max_ms`, and a commit-to-device write does so before it returns. Several writers
+//! append to one file; no thread writes for all of them.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::format::{self, BlockHeader, BLOCK_HEADER_LEN};
+use crate::location::DeviceAddr;
+use crate::StorageError;
+
+/// Sealed blocks kept in memory for reads after they were written out.
+const RECENT_BLOCKS: usize = 8;
+
+/// The block records are being appended to.
+#[derive(Debug)]
+struct OpenBlock {
+    index: u32,
+    /// Header and records so far (all of them written through to the file).
+    bytes: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+struct FileState {
+    open: Option<OpenBlock>,
+    free: VecDeque<u32>,
+    /// Sealed blocks, newest last: (block index, bytes).
+    recent: VecDeque<(u32, Arc<[u8]>)>,
+}
+
+/// One file of the store.
+#[derive(Debug)]
+pub(crate) struct DeviceFile {
+    pub index: u8,
+    file: File,
+    block_bytes: usize,
+    pub blocks: u32,
+    store_id: u64,
+    /// Bytes of live records (and tombstones kept) per block.
+    live: Box<[AtomicU32]>,
+    /// Sequence of each block in use; 0 when free.
+    sequences: Box<[AtomicU64]>,
+    state: Mutex<FileState>,
+    /// Written to since the last sync.
+    dirty: AtomicBool,
+}
+
+impl DeviceFile {
+    pub fn new(index: u8, file: File, block_bytes: usize, blocks: u32, store_id: u64) -> DeviceFile {
+        DeviceFile {
+            index,
+            file,
+            block_bytes,
+            blocks,
+            store_id,
+            live: (0..blocks).map(|_| AtomicU32::new(0)).collect(),
+            sequences: (0..blocks).map(|_| AtomicU64::new(0)).collect(),
+            state: Mutex::new(FileState::default()),
+            dirty: AtomicBool::new(false),
+        }
+    }
+
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    pub fn store_id(&self) -> u64 {
+        self.store_id
+    }
+
+    /// After a restore: block `b` holds records of `sequence`.
+    pub fn mark_used(&self, b: u32, sequence: u64) {
+        self.sequences[b as usize].store(sequence, Ordering::Relaxed);
+    }
+
+    pub fn add_live(&self, b: u32, bytes: u32) {
+        self.live[b as usize].fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// After a restore: every block with nothing live is free.
+    pub fn collect_free(&self) {
+        let mut st = self.state.lock();
+        st.free.clear();
+        for b in 1..self.blocks {
+            if self.live[b as usize].load(Ordering::Relaxed) == 0 {
+                self.sequences[b as usize].store(0, Ordering::Relaxed);
+                st.free.push_back(b);
+            }
+        }
+    }
+
+    pub fn free_blocks(&self) -> usize {
+        self.state.lock().free.len()
+    }
+
+    /// The lowest sequence among blocks in use other than `except` (u64::MAX if none).
+    pub fn oldest_sequence_except(&self, except: Option<u32>) -> u64 {
+        (1..self.blocks)
+            .filter(|&b| Some(b) != except)
+            .map(|b| self.sequences[b as usize].load(Ordering::Relaxed))
+            .filter(|&s| s != 0)
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+
+    pub fn sequence_of(&self, b: u32) -> u64 {
+        self.sequences[b as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn live_of(&self, b: u32) -> u32 {
+        self.live[b as usize].load(Ordering::Relaxed)
+    }
+
+    /// Appends one record and writes it through to the file; returns its address.
+    /// `next_sequence` numbers a new block; `reserve_free` free blocks are kept back.
+    pub fn append(
+        &self,
+        header: &format::RecordHeader,
+        set: &[u8],
+        image: &[u8],
+        next_sequence: &AtomicU64,
+        reserve_free: usize,
+    ) -> Result<DeviceAddr, StorageError> {
+        let len = format::record_len(set.len(), image.len());
+        if BLOCK_HEADER_LEN + len > self.block_bytes {
+            return Err(StorageError::RecordTooBig { size: len, limit: self.block_bytes - BLOCK_HEADER_LEN });
+        }
+        let io_error = |e: std::io::Error| StorageError::Device(e.to_string());
+        let mut st = self.state.lock();
+        let fits = st.open.as_ref().is_some_and(|o| o.bytes.len() + len <= self.block_bytes);
+        if !fits {
+            if st.free.len() <= reserve_free {
+                return Err(StorageError::OutOfSpace);
+            }
+            let index = *st.free.front().expect("a free block");
+            let sequence = next_sequence.fetch_add(1, Ordering::Relaxed);
+            let mut bytes = Vec::with_capacity(self.block_bytes);
+            bytes.resize(BLOCK_HEADER_LEN, 0);
+            BlockHeader { sequence, store_id: self.store_id, file_index: self.index as u32 }.write(&mut bytes);
+            self.file.write_all_at(&bytes, index as u64 * self.block_bytes as u64).map_err(io_error)?;
+            st.free.pop_front();
+            self.sequences[index as usize].store(sequence, Ordering::Relaxed);
+            if let Some(old) = st.open.replace(OpenBlock { index, bytes }) {
+                st.recent.push_back((old.index, old.bytes.into()));
+                if st.recent.len() > RECENT_BLOCKS {
+                    st.recent.pop_front();
+                }
+            }
+        }
+        let open = st.open.as_mut().expect("an open block");
+        let in_block = open.bytes.len();
+        format::append_record(&mut open.bytes, header, set, image);
+        let offset = open.index as u64 * self.block_bytes as u64 + in_block as u64;
+        if let Err(e) = self.file.write_all_at(&open.bytes[in_block..], offset) {
+            // Not on the file: not appended either.
+            open.bytes.truncate(in_block);
+            return Err(io_error(e));
+        }
+        let block = open.index;
+        drop(st);
+        self.dirty.store(true, Ordering::Release);
+        self.live[block as usize].fetch_add(len as u32, Ordering::Relaxed);
+        Ok(DeviceAddr { file: self.index, offset, len: len as u32 })
+    }
+
+    /// Makes everything written so far durable, if anything was written since the last time.
+    pub fn sync(&self) -> std::io::Result<()> {
+        if self.dirty.swap(false, Ordering::AcqRel) {
+            if let Err(e) = self.file.sync_data() {
+                self.dirty.store(true, Ordering::Release);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies the record at `a` into `scratch`: from the open block or a recent one when it
+    /// is there, else from the file.
+    pub fn read_record_bytes(&self, a: DeviceAddr, scratch: &mut Vec<u8>) -> std::io::Result<()> {
+        let block = (a.offset / self.block_bytes as u64) as u32;
+        let in_block = (a.offset % self.block_bytes as u64) as usize;
+        let len = a.len as usize;
+        scratch.clear();
+        {
+            let st = self.state.lock();
+            let memory: Option<&[u8]> = match &st.open {
+                Some(o) if o.index == block => Some(&o.bytes),
+                _ => st.recent.iter().rev().find(|(b, _)| *b == block).map(|(_, bytes)| &bytes[..]),
+            };
+            if let Some(bytes) = memory {
+                if in_block + len <= bytes.len() {
+                    scratch.extend_from_slice(&bytes[in_block..in_block + len]);
+                    return Ok(());
+                }
+            }
+        }
+        scratch.resize(len, 0);
+        self.file.read_exact_at(scratch, a.offset)
+    }
+
+    /// The whole of block `b` as it stands (from memory when it is open or recent).
+    pub fn read_block(&self, b: u32) -> std::io::Result<Vec<u8>> {
+        {
+            let st = self.state.lock();
+            if let Some(o) = st.open.as_ref().filter(|o| o.index == b) {
+                return Ok(o.bytes.clone());
+            }
+            if let Some((_, bytes)) = st.recent.iter().rev().find(|(i, _)| *i == b) {
+                return Ok(bytes.to_vec());
+            }
+        }
+        let mut buf = vec![0u8; self.block_bytes];
+        self.file.read_exact_at(&mut buf, b as u64 * self.block_bytes as u64)?;
+        Ok(buf)
+    }
+
+    /// Gives back `len` live bytes of block `b`.
+    pub fn release(&self, b: u32, len: u32) {
+        self.live[b as usize].fetch_sub(len, Ordering::Relaxed);
+    }
+
+    /// The index of the open block, if any.
+    pub fn open_block(&self) -> Option<u32> {
+        self.state.lock().open.as_ref().map(|o| o.index)
+    }
+
+    /// Whether block `b` holds nothing live, is in use and is not open: it can be freed.
+    pub fn is_empty_block(&self, b: u32) -> bool {
+        let st = self.state.lock();
+        st.open.as_ref().is_none_or(|o| o.index != b)
+            && self.live[b as usize].load(Ordering::Relaxed) == 0
+            && self.sequences[b as usize].load(Ordering::Relaxed) != 0
+    }
+
+    /// Erases the headers of `blocks` on the file (durably: a restart must never find the
+    /// old records of a freed block again, or deleted records would come back), then frees
+    /// those still empty. Returns how many were freed.
+    pub fn erase_and_free(&self, blocks: &[u32]) -> std::io::Result<usize> {
+        let blocks: Vec<u32> = blocks.iter().copied().filter(|&b| self.is_empty_block(b)).collect();
+        if blocks.is_empty() {
+            return Ok(0);
+        }
+        for &b in &blocks {
+            self.file.write_all_at(&[0u8; BLOCK_HEADER_LEN], b as u64 * self.block_bytes as u64)?;
+        }
+        self.file.sync_data()?;
+        let mut st = self.state.lock();
+        let mut freed = 0;
+        for b in blocks {
+            // Nothing is written into a block that is neither open nor free, so it stayed
+            // empty meanwhile.
+            if self.sequences[b as usize].swap(0, Ordering::Relaxed) != 0 {
+                st.recent.retain(|(i, _)| *i != b);
+                st.free.push_back(b);
+                freed += 1;
+            }
+        }
+        Ok(freed)
+    }
+
+    /// Blocks in use whose live bytes are under `threshold`, emptiest first, at most `max`.
+    pub fn sparse_blocks(&self, threshold: u32, max: usize) -> Vec<u32> {
+        let open = self.open_block();
+        let mut v: Vec<(u32, u32)> = (1..self.blocks)
+            .filter(|&b| Some(b) != open && self.sequences[b as usize].load(Ordering::Relaxed) != 0)
+            .map(|b| (self.live[b as usize].load(Ordering::Relaxed), b))
+            .filter(|&(live, _)| live < threshold)
+            .collect();
+        v.sort_unstable();
+        v.into_iter().take(max).map(|(_, b)| b).collect()
+    }
+}

@@ -1,0 +1,466 @@
+//! The flash-optimized store: records appended to large write blocks on one or more files
+//! (or raw block devices), spread over them by digest, behind the in-memory index. Owns the
+//! write path (append to the open block, written through to the file; durable after
+//! `flush_max_ms`, or before the write returns with `commit_to_device`), reads (from the open and recently written blocks in memory, else from
+//! the file), live-byte accounting per block, free blocks and the stop-writes mark
+//! (`min_avail_pct`), durable deletes (tombstones), and the scan a cold restart rebuilds the
+//! index from. Defragmentation is driven by the namespace (`Namespace::defrag`), which knows
+//! which records are still current.
+//!
+//! Layout byte by byte: [`format`] and `docs/design.md`.
+
+pub mod format;
+
+mod file;
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::engine::ImageMeta;
+use crate::location::{DeviceAddr, Location};
+use crate::StorageError;
+use file::DeviceFile;
+use format::{BlockHeader, FileHeader, RecordHeader, RecordView, BLOCK_HEADER_LEN, FILE_HEADER_LEN};
+
+/// One file of a store and its size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceFileConfig {
+    pub path: PathBuf,
+    /// Bytes the store may use in it (a regular file is created or grown to this size; for a
+    /// raw device, at most its size).
+    pub size_bytes: u64,
+}
+
+/// Settings of a device store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceConfig {
+    pub files: Vec<DeviceFileConfig>,
+    /// Bytes per write block (1 MiB by default; 128 KiB to 8 MiB).
+    pub write_block_bytes: usize,
+    /// Most milliseconds a write waits in a partly filled block before it is written out.
+    pub flush_max_ms: u64,
+    /// Answer a write only once the block holding it is durable.
+    pub commit_to_device: bool,
+    /// Blocks whose live bytes fall under this share are defragmented.
+    pub defrag_lwm_pct: u8,
+    /// Writes fail when fewer free blocks than this share remain (deletes and
+    /// defragmentation go on).
+    pub min_avail_pct: u8,
+}
+
+impl DeviceConfig {
+    /// One file of `size_bytes` at `path`, with the other settings at their defaults.
+    pub fn one_file(path: PathBuf, size_bytes: u64) -> DeviceConfig {
+        DeviceConfig {
+            files: vec![DeviceFileConfig { path, size_bytes }],
+            write_block_bytes: 1 << 20,
+            flush_max_ms: 1_000,
+            commit_to_device: false,
+            defrag_lwm_pct: 50,
+            min_avail_pct: 5,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.files.is_empty() || self.files.len() > DeviceAddr::FILES_MAX {
+            return Err(format!("a device store needs 1 to {} files", DeviceAddr::FILES_MAX));
+        }
+        let b = self.write_block_bytes;
+        if !(128 << 10..=8 << 20).contains(&b) || !b.is_power_of_two() {
+            return Err("write_block_size must be a power of two from 128 KiB to 8 MiB".into());
+        }
+        for f in &self.files {
+            if f.size_bytes < 4 * b as u64 {
+                return Err(format!("{}: size must be at least four write blocks", f.path.display()));
+            }
+            if f.size_bytes > DeviceAddr::OFFSET_MAX {
+                return Err(format!("{}: size over {} bytes", f.path.display(), DeviceAddr::OFFSET_MAX));
+            }
+        }
+        if self.defrag_lwm_pct > 99 || self.min_avail_pct > 50 {
+            return Err("defrag_lwm_pct must be at most 99 and min_avail_pct at most 50".into());
+        }
+        Ok(())
+    }
+}
+
+/// Counters of a device store.
+#[derive(Debug, Default)]
+pub struct DeviceCounters {
+    pub tombstones_written: AtomicU64,
+    pub defrag_blocks_freed: AtomicU64,
+    pub defrag_records_moved: AtomicU64,
+    pub write_errors: AtomicU64,
+}
+
+/// The flusher thread and its stop flag.
+type Flusher = (Arc<(Mutex<bool>, Condvar)>, JoinHandle<()>);
+
+/// A store of record data on files or raw devices.
+#[derive(Debug)]
+pub struct DeviceEngine {
+    files: Arc<[DeviceFile]>,
+    config: DeviceConfig,
+    next_sequence: AtomicU64,
+    /// Free blocks each file keeps back from writes (its `min_avail_pct`).
+    reserve_free: Vec<usize>,
+    pub counters: DeviceCounters,
+    flusher: Mutex<Option<Flusher>>,
+}
+
+/// A record found by the restore scan, with where it is.
+#[derive(Debug)]
+pub struct ScannedRecord<'a> {
+    pub view: RecordView<'a>,
+    pub location: Location,
+}
+
+impl DeviceEngine {
+    /// Opens (creating or growing regular files as needed) the store of namespace `namespace`.
+    /// A file that holds another namespace's store, or another block size, is refused.
+    pub fn open(namespace: &str, config: DeviceConfig) -> Result<DeviceEngine, String> {
+        config.validate()?;
+        let block = config.write_block_bytes;
+        let mut opened = Vec::new();
+        let mut store_id = None;
+        for (i, fc) in config.files.iter().enumerate() {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&fc.path)
+                .map_err(|e| format!("{}: {e}", fc.path.display()))?;
+            let meta = file.metadata().map_err(|e| format!("{}: {e}", fc.path.display()))?;
+            if meta.is_file() && meta.len() < fc.size_bytes {
+                file.set_len(fc.size_bytes).map_err(|e| format!("{}: {e}", fc.path.display()))?;
+            }
+            let mut head = [0u8; FILE_HEADER_LEN];
+            file.read_exact_at(&mut head, 0).map_err(|e| format!("{}: {e}", fc.path.display()))?;
+            let header = FileHeader::decode(&head).map_err(|e| format!("{}: {e}", fc.path.display()))?;
+            if let Some(h) = &header {
+                if h.namespace != namespace || h.block_bytes as usize != block || h.file_index as usize != i {
+                    return Err(format!(
+                        "{}: holds file {} of namespace {:?} with {}-byte blocks, not file {i} of {namespace:?} with {block}",
+                        fc.path.display(),
+                        h.file_index,
+                        h.namespace,
+                        h.block_bytes
+                    ));
+                }
+                if store_id.is_some_and(|id| id != h.store_id) {
+                    return Err(format!("{}: belongs to another store than the first file", fc.path.display()));
+                }
+                store_id = Some(h.store_id);
+            }
+            opened.push((file, header.is_some()));
+        }
+        let store_id = store_id.unwrap_or_else(rand_store_id);
+        let files_count = config.files.len() as u32;
+        let mut files = Vec::new();
+        for (i, (file, had_header)) in opened.into_iter().enumerate() {
+            if !had_header {
+                let h = FileHeader {
+                    block_bytes: block as u32,
+                    file_index: i as u32,
+                    files_count,
+                    store_id,
+                    namespace: namespace.to_string(),
+                };
+                file.write_all_at(&h.encode(), 0).and_then(|_| file.sync_data()).map_err(|e| e.to_string())?;
+            }
+            let blocks = (config.files[i].size_bytes / block as u64) as u32;
+            files.push(DeviceFile::new(i as u8, file, block, blocks, store_id));
+        }
+        let reserve_free =
+            files.iter().map(|f| (f.blocks as usize * config.min_avail_pct as usize).div_ceil(100)).collect();
+        let engine = DeviceEngine {
+            files: files.into(),
+            config,
+            next_sequence: AtomicU64::new(1),
+            reserve_free,
+            counters: DeviceCounters::default(),
+            flusher: Mutex::new(None),
+        };
+        Ok(engine)
+    }
+
+    pub fn config(&self) -> &DeviceConfig {
+        &self.config
+    }
+
+    /// Walks every record on the store, oldest block first and in order within a block, so
+    /// that a later record of a digest comes after an earlier one. Blocks of other stores,
+    /// and records after a torn or corrupt one in a block, are skipped (counted in the
+    /// result).
+    pub fn scan(&self, mut f: impl FnMut(ScannedRecord<'_>)) -> Result<ScanSummary, String> {
+        let block = self.config.write_block_bytes;
+        let mut blocks = Vec::new();
+        let mut head = [0u8; BLOCK_HEADER_LEN];
+        for file in self.files.iter() {
+            for b in 1..file.blocks {
+                file.file().read_exact_at(&mut head, b as u64 * block as u64).map_err(|e| e.to_string())?;
+                if let Some(h) = BlockHeader::read(&head) {
+                    if h.store_id == file.store_id() && h.file_index == file.index as u32 {
+                        blocks.push((h.sequence, file.index, b));
+                    }
+                }
+            }
+        }
+        blocks.sort_unstable();
+        let mut summary = ScanSummary::default();
+        let mut buf = vec![0u8; block];
+        for &(sequence, fi, b) in &blocks {
+            let file = &self.files[fi as usize];
+            file.file().read_exact_at(&mut buf, b as u64 * block as u64).map_err(|e| e.to_string())?;
+            file.mark_used(b, sequence);
+            summary.blocks += 1;
+            let mut at = BLOCK_HEADER_LEN;
+            while at < block {
+                match format::read_record(&buf[at..]) {
+                    Ok(view) => {
+                        let addr =
+                            DeviceAddr { file: fi, offset: b as u64 * block as u64 + at as u64, len: view.len as u32 };
+                        at += view.len;
+                        summary.records += 1;
+                        f(ScannedRecord { view, location: Location::device(addr) });
+                    }
+                    Err(format::RecordError::End) => break,
+                    Err(_) => {
+                        summary.damaged += 1;
+                        break;
+                    }
+                }
+            }
+            self.next_sequence.fetch_max(sequence + 1, Ordering::Relaxed);
+        }
+        Ok(summary)
+    }
+
+    /// Counts `loc` as live: the restore keeps the record (or tombstone) there.
+    pub fn keep(&self, loc: &Location) {
+        if let Some(a) = loc.device_addr() {
+            self.files[a.file as usize].add_live(self.block_of(&a), a.len);
+        }
+    }
+
+    /// Ends a restore: blocks with nothing kept become free; starts the flusher.
+    pub fn start(&self) {
+        for f in self.files.iter() {
+            f.collect_free();
+        }
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let (files, every) = (Arc::clone(&self.files), Duration::from_millis(self.config.flush_max_ms.max(1)));
+        let stop_thread = Arc::clone(&stop);
+        let handle = std::thread::Builder::new()
+            .name("device-flush".into())
+            .spawn(move || loop {
+                {
+                    let (lock, cvar) = &*stop_thread;
+                    let mut stopped = lock.lock();
+                    if !*stopped {
+                        cvar.wait_for(&mut stopped, every / 2);
+                    }
+                    if *stopped {
+                        return;
+                    }
+                }
+                for f in files.iter() {
+                    if let Err(e) = f.sync() {
+                        tracing::error!(file = f.index, error = %e, "making written blocks durable failed");
+                    }
+                }
+            })
+            .expect("spawn the device flusher");
+        *self.flusher.lock() = Some((stop, handle));
+    }
+
+    fn block_of(&self, a: &DeviceAddr) -> u32 {
+        (a.offset / self.config.write_block_bytes as u64) as u32
+    }
+
+    fn file_for(&self, digest: &petrel_proto::Digest) -> &DeviceFile {
+        let d = digest.as_bytes();
+        let n = u32::from_le_bytes([d[4], d[5], d[6], d[7]]) as usize;
+        &self.files[n % self.files.len()]
+    }
+
+    /// Appends a record. `use_reserve`: defragmentation and tombstones may use the free
+    /// blocks kept back from writes (they are what gives space back).
+    fn append(&self, meta: &ImageMeta<'_>, image: &[u8], use_reserve: bool) -> Result<Location, StorageError> {
+        let header = RecordHeader {
+            digest: *meta.digest,
+            generation: meta.generation,
+            flags: if meta.tombstone { format::FLAG_TOMBSTONE } else { 0 },
+            void_time: meta.void_time,
+            lut_ms: meta.lut_ms,
+        };
+        if meta.set.len() > u8::MAX as usize {
+            return Err(StorageError::Parameter("set name too long for the device format"));
+        }
+        let file = self.file_for(meta.digest);
+        let reserve = if use_reserve { 0 } else { self.reserve_free[file.index as usize] };
+        let addr = file.append(&header, meta.set, image, &self.next_sequence, reserve).map_err(|e| {
+            if matches!(e, StorageError::Device(_)) {
+                self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            e
+        })?;
+        if self.config.commit_to_device {
+            file.sync().map_err(|e| {
+                self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
+                StorageError::Device(e.to_string())
+            })?;
+        }
+        Ok(Location::device(addr))
+    }
+
+    /// Stores a record image.
+    pub fn write(&self, meta: &ImageMeta<'_>, image: &[u8]) -> Result<Location, StorageError> {
+        self.append(meta, image, false)
+    }
+
+    /// Stores anew a record (or tombstone) moved out of a block being defragmented.
+    pub fn rewrite(&self, meta: &ImageMeta<'_>, image: &[u8]) -> Result<Location, StorageError> {
+        self.append(meta, image, true)
+    }
+
+    /// Writes a tombstone for the record `meta` describes.
+    pub fn remove(&self, meta: &ImageMeta<'_>) -> Result<(), StorageError> {
+        // The tombstone's bytes stay live until defragmentation finds nothing older it must
+        // hide; no index entry refers to it.
+        self.append(&ImageMeta { tombstone: true, ..*meta }, &[], true)?;
+        self.counters.tombstones_written.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Reads the image at `loc` into `scratch`.
+    pub fn read<'a>(&self, loc: &Location, scratch: &'a mut Vec<u8>) -> Result<&'a [u8], StorageError> {
+        let a = loc.device_addr().ok_or(StorageError::Internal("a memory location in a device namespace"))?;
+        let file = self.files.get(a.file as usize).ok_or(StorageError::Internal("no such device file"))?;
+        file.read_record_bytes(a, scratch).map_err(|e| StorageError::Device(e.to_string()))?;
+        let view =
+            format::read_record(scratch).map_err(|_| StorageError::Device("record on device is damaged".into()))?;
+        let (start, len) = (format::RECORD_HEADER_LEN + view.set.len(), view.image.len());
+        Ok(&scratch[start..start + len])
+    }
+
+    /// Gives back the space of a record no longer referenced.
+    pub fn release(&self, loc: Location) {
+        if let Some(a) = loc.device_addr() {
+            self.files[a.file as usize].release(self.block_of(&a), a.len);
+        }
+    }
+
+    /// Makes everything written so far durable.
+    pub fn flush(&self) -> std::io::Result<()> {
+        for f in self.files.iter() {
+            f.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Blocks to defragment: in use, not open, live bytes under `defrag_lwm_pct`; emptiest
+    /// first, at most `max` per file. Returns (file, block).
+    pub fn defrag_candidates(&self, max: usize) -> Vec<(u8, u32)> {
+        let threshold = (self.config.write_block_bytes as u64 * self.config.defrag_lwm_pct as u64 / 100) as u32;
+        self.files.iter().flat_map(|f| f.sparse_blocks(threshold, max).into_iter().map(move |b| (f.index, b))).collect()
+    }
+
+    /// The records of block `b` of file `fi`, as stored, with the block's sequence; the
+    /// caller decides which are current.
+    pub fn block_records(&self, fi: u8, b: u32) -> Result<(u64, Vec<u8>), StorageError> {
+        let file = &self.files[fi as usize];
+        let bytes = file.read_block(b).map_err(|e| StorageError::Device(e.to_string()))?;
+        Ok((file.sequence_of(b), bytes))
+    }
+
+    /// Whether some block other than `b` of file `fi` was written before `sequence` (it may
+    /// hold an older copy a tombstone must keep hidden).
+    pub fn older_blocks_than(&self, fi: u8, b: u32, sequence: u64) -> bool {
+        self.files.iter().any(|f| f.oldest_sequence_except((f.index == fi).then_some(b)) < sequence)
+    }
+
+    /// Drops a tombstone's live bytes (it hides nothing any more).
+    pub fn release_tombstone(&self, loc: Location) {
+        self.release(loc);
+    }
+
+    /// Frees the blocks of `emptied` (file, block) that hold nothing live. The records moved
+    /// out of them are made durable first (open blocks written and synced), then the blocks'
+    /// headers are erased, so that a crash at any point leaves every record findable once
+    /// and no freed block's old records findable at all. Returns the blocks freed.
+    pub fn free_blocks(&self, emptied: &[(u8, u32)]) -> Result<usize, StorageError> {
+        let device_error = |e: std::io::Error| {
+            self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
+            StorageError::Device(e.to_string())
+        };
+        self.flush().map_err(device_error)?;
+        let mut freed = 0;
+        for f in self.files.iter() {
+            let mine: Vec<u32> = emptied.iter().filter(|(fi, _)| *fi == f.index).map(|(_, b)| *b).collect();
+            freed += f.erase_and_free(&mine).map_err(device_error)?;
+        }
+        self.counters.defrag_blocks_freed.fetch_add(freed as u64, Ordering::Relaxed);
+        Ok(freed)
+    }
+
+    /// Live bytes of block `b` of file `fi`.
+    pub fn block_live_bytes(&self, fi: u8, b: u32) -> u32 {
+        self.files[fi as usize].live_of(b)
+    }
+
+    /// Bytes of live records over all files.
+    pub fn used_bytes(&self) -> u64 {
+        self.files.iter().map(|f| (1..f.blocks).map(|b| f.live_of(b) as u64).sum::<u64>()).sum()
+    }
+
+    /// Bytes of all write blocks.
+    pub fn total_bytes(&self) -> u64 {
+        self.files.iter().map(|f| (f.blocks as u64 - 1) * self.config.write_block_bytes as u64).sum()
+    }
+
+    /// Share of write blocks free, in percent (the least over the files).
+    pub fn available_pct(&self) -> u64 {
+        self.files.iter().map(|f| f.free_blocks() as u64 * 100 / (f.blocks as u64 - 1).max(1)).min().unwrap_or(0)
+    }
+}
+
+impl Drop for DeviceEngine {
+    fn drop(&mut self) {
+        if let Some((stop, handle)) = self.flusher.lock().take() {
+            *stop.0.lock() = true;
+            stop.1.notify_all();
+            let _ = handle.join();
+        }
+        if let Err(e) = self.flush() {
+            tracing::error!(error = %e, "flushing the device store at close failed");
+        }
+    }
+}
+
+/// What a restore scan found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ScanSummary {
+    pub blocks: u64,
+    pub records: u64,
+    /// Blocks whose records ended in a torn or corrupt one.
+    pub damaged: u64,
+}
+
+fn rand_store_id() -> u64 {
+    // Unique enough to tell stores apart: the clock and the process, mixed.
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let x = t ^ (std::process::id() as u64).rotate_left(32) ^ 0x9e37_79b9_7f4a_7c15;
+    (x ^ (x >> 31)).wrapping_mul(0xbf58_476d_1ce4_e5b9) | 1
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,142 @@
+//! Device store tests on real files: records written, read back from memory and from the
+//! file, found again by a restore scan in the order written, damage recognised.
+
+use super::*;
+use petrel_proto::Digest;
+
+fn dir() -> tempdir::TempDir {
+    tempdir::TempDir::new()
+}
+
+mod tempdir {
+    /// A directory under the system's temporary directory, removed on drop.
+    pub struct TempDir(pub std::path::PathBuf);
+    impl TempDir {
+        pub fn new() -> TempDir {
+            static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let p = std::env::temp_dir().join(format!("petrel-device-{}-{n}", std::process::id()));
+            std::fs::create_dir_all(&p).expect("temp dir");
+            TempDir(p)
+        }
+    }
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn config(d: &tempdir::TempDir) -> DeviceConfig {
+    let mut c = DeviceConfig::one_file(d.0.join("test.dat"), 16 << 17);
+    c.write_block_bytes = 128 << 10;
+    c
+}
+
+fn meta(d: &Digest, generation: u16) -> ImageMeta<'_> {
+    ImageMeta { digest: d, generation, void_time: 0, lut_ms: 1_000 + generation as u64, set: b"s", tombstone: false }
+}
+
+#[test]
+fn records_read_back_before_and_after_their_block_is_written_and_after_a_reopen() {
+    let d = dir();
+    let digests: Vec<Digest> =
+        (0..300u32).map(|i| Digest::compute(b"s", petrel_proto::KeyRef::Int(i as i64))).collect();
+    let image = |i: usize| vec![i as u8; 700 + i];
+    let mut locs = Vec::new();
+    {
+        let e = DeviceEngine::open("test", config(&d)).expect("open");
+        e.scan(|_| panic!("a new store is empty")).expect("scan");
+        e.start();
+        for (i, dg) in digests.iter().enumerate() {
+            locs.push(e.write(&meta(dg, 1), &image(i)).expect("write"));
+        }
+        // From the open block and the recent ones in memory.
+        let mut scratch = Vec::new();
+        for (i, l) in locs.iter().enumerate() {
+            assert_eq!(e.read(l, &mut scratch).expect("read"), &image(i)[..]);
+        }
+        // A newer copy of the first record, and a delete of the second.
+        e.write(&meta(&digests[0], 2), b"newer").expect("write");
+        e.remove(&meta(&digests[1], 2)).expect("tombstone");
+    }
+    let e = DeviceEngine::open("test", config(&d)).expect("reopen");
+    let mut seen: Vec<(Digest, u16, bool, Vec<u8>)> = Vec::new();
+    let summary = e
+        .scan(|r| {
+            let h = r.view.header;
+            seen.push((h.digest, h.generation, h.flags & format::FLAG_TOMBSTONE != 0, r.view.image.to_vec()));
+        })
+        .expect("scan");
+    assert_eq!(summary.damaged, 0);
+    assert_eq!(seen.len(), 302);
+    // In the order written: the newer copy and the tombstone come after the originals.
+    assert_eq!(seen[300], (digests[0], 2, false, b"newer".to_vec()));
+    assert_eq!((seen[301].0, seen[301].2), (digests[1], true));
+    for (i, s) in seen[..300].iter().enumerate() {
+        assert_eq!((s.0, s.3.as_slice()), (digests[i], &image(i)[..]));
+    }
+}
+
+#[test]
+fn another_namespace_or_block_size_is_refused() {
+    let d = dir();
+    drop(DeviceEngine::open("test", config(&d)).expect("open"));
+    assert!(DeviceEngine::open("other", config(&d)).unwrap_err().contains("namespace"));
+    let mut c = config(&d);
+    c.write_block_bytes = 256 << 10;
+    assert!(DeviceEngine::open("test", c).is_err());
+    let mut c = config(&d);
+    c.write_block_bytes = 1000;
+    assert!(c.validate().is_err());
+}
+
+#[test]
+fn a_damaged_record_ends_its_block_on_restore_and_is_never_served() {
+    let d = dir();
+    let a = Digest([1; 20]);
+    let b = Digest([2; 20]);
+    let (la, lb);
+    {
+        let e = DeviceEngine::open("test", config(&d)).expect("open");
+        e.scan(|_| {}).expect("scan");
+        e.start();
+        la = e.write(&meta(&a, 1), b"first").expect("write");
+        lb = e.write(&meta(&b, 1), b"second").expect("write");
+    }
+    // Flip a byte of the second record's image on the file.
+    let addr = lb.device_addr().expect("device");
+    let f = OpenOptions::new().write(true).read(true).open(d.0.join("test.dat")).expect("file");
+    let at = addr.offset + format::RECORD_HEADER_LEN as u64 + 1 + 2;
+    f.write_all_at(b"X", at).expect("corrupt");
+    let e = DeviceEngine::open("test", config(&d)).expect("reopen");
+    let mut found = Vec::new();
+    let s = e.scan(|r| found.push(r.view.header.digest)).expect("scan");
+    assert_eq!((found, s.damaged), (vec![a], 1));
+    let mut scratch = Vec::new();
+    assert_eq!(e.read(&la, &mut scratch).expect("intact"), b"first");
+    assert!(e.read(&lb, &mut scratch).is_err(), "a corrupt record is refused, not served");
+}
+
+#[test]
+fn writes_stop_at_the_free_space_mark_while_deletes_go_on() {
+    let d = dir();
+    let mut c = config(&d);
+    c.min_avail_pct = 25;
+    let e = DeviceEngine::open("test", c).expect("open");
+    e.scan(|_| {}).expect("scan");
+    e.start();
+    let big = vec![7u8; 60 << 10];
+    let mut wrote = 0;
+    let err = loop {
+        let dg = Digest::compute(b"s", petrel_proto::KeyRef::Int(wrote));
+        match e.write(&meta(&dg, 1), &big) {
+            Ok(_) => wrote += 1,
+            Err(e) => break e,
+        }
+        assert!(wrote < 1000, "never refused");
+    };
+    assert_eq!(err, StorageError::OutOfSpace);
+    assert!(e.available_pct() >= 20, "stopped at the mark: {}%", e.available_pct());
+    e.remove(&meta(&Digest([9; 20]), 1)).expect("a delete still goes through");
+}

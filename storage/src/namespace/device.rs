@@ -1,0 +1,251 @@
+//! A namespace stored on devices: opening it (the cold restart that rebuilds the index from
+//! the device store) and defragmentation (rewriting the records still current in sparse
+//! blocks, so that those blocks can be used again).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::clock::{Clock, SystemClock};
+use crate::device::format::{self, FLAG_TOMBSTONE};
+use crate::device::{DeviceConfig, DeviceEngine, ScanSummary, ScannedRecord};
+use crate::engine::StorageEngine;
+use crate::location::{Engine, Location};
+use crate::namespace::{Namespace, NamespaceConfig};
+use crate::StorageError;
+
+/// What a cold restart found and kept.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RestoreSummary {
+    pub scan: ScanSummary,
+    /// Records in the index afterwards.
+    pub records: u64,
+    /// Copies dropped: older versions, expired or deleted records.
+    pub dropped: u64,
+    pub tombstones: u64,
+}
+
+impl Namespace<Engine> {
+    /// A namespace stored on the devices of `device`: its index rebuilt from them (a cold
+    /// restart), then open for writes.
+    pub fn on_device(config: NamespaceConfig, device: DeviceConfig) -> Result<(Self, RestoreSummary), String> {
+        Self::on_device_with_clock(config, device, Arc::new(SystemClock))
+    }
+
+    pub fn on_device_with_clock(
+        config: NamespaceConfig,
+        device: DeviceConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(Self, RestoreSummary), String> {
+        let engine = DeviceEngine::open(&config.name, device)?;
+        let ns = Namespace::new(config, Engine::Device(engine), clock)?;
+        let summary = ns.restore()?;
+        ns.device().expect("a device namespace").start();
+        Ok((ns, summary))
+    }
+
+    /// The device store, for a device namespace.
+    pub fn device(&self) -> Option<&DeviceEngine> {
+        self.engine.device()
+    }
+
+    /// Rebuilds the index from the device: records in the order they were written, so that a
+    /// later copy of a record (or its tombstone) replaces an earlier one.
+    fn restore(&self) -> Result<RestoreSummary, String> {
+        let device = self.device().expect("a device namespace");
+        let now_secs = self.clock.now_secs();
+        let mut summary = RestoreSummary::default();
+        let mut failure = None;
+        summary.scan = device.scan(|r: ScannedRecord<'_>| {
+            if failure.is_none() {
+                if let Err(e) = self.restore_one(device, r, now_secs, &mut summary) {
+                    failure = Some(e);
+                }
+            }
+        })?;
+        if let Some(e) = failure {
+            return Err(format!("restoring namespace {}: {e}", self.name()));
+        }
+        summary.records = self.counters.objects.load(Ordering::Relaxed);
+        Ok(summary)
+    }
+
+    fn restore_one(
+        &self,
+        device: &DeviceEngine,
+        r: ScannedRecord<'_>,
+        now_secs: u32,
+        summary: &mut RestoreSummary,
+    ) -> Result<(), StorageError> {
+        let h = r.view.header;
+        let digest = &h.digest;
+        let mut tree = self.partitions[digest.partition_id() as usize].lock(digest);
+        if h.flags & FLAG_TOMBSTONE != 0 {
+            summary.tombstones += 1;
+            if self.drop_entry(&mut tree, digest) {
+                summary.dropped += 1;
+            }
+            // Kept until defragmentation finds no older block it must hide a copy in.
+            device.keep(&r.location);
+            return Ok(());
+        }
+        if h.void_time != 0 && h.void_time < now_secs {
+            summary.dropped += 1;
+            return Ok(());
+        }
+        let set_id = self.set_id_or_create(r.view.set)?;
+        let existing = tree.find(digest);
+        if existing.is_some() {
+            summary.dropped += 1;
+        }
+        device.keep(&r.location);
+        let key_stored = crate::record::ImageView::parse(r.view.image).map(|i| i.key.is_some()).unwrap_or(false);
+        let h2 = self.install(&mut tree, existing, digest, set_id, r.location, r.view.image.len());
+        let e = tree.entry_mut(h2);
+        e.generation = h.generation;
+        e.void_time = h.void_time;
+        e.lut_ms = h.lut_ms;
+        e.set_key_stored(key_stored);
+        Ok(())
+    }
+
+    /// One pass of defragmentation over at most `max_blocks` blocks per file: the records
+    /// still current in each are written anew (into the open block), tombstones that may
+    /// still hide an older copy likewise, and the emptied blocks are freed. Returns the
+    /// blocks freed.
+    pub fn defrag(&self, max_blocks: usize) -> Result<usize, StorageError> {
+        let Some(device) = self.device() else { return Ok(0) };
+        let mut emptied = Vec::new();
+        for (fi, b) in device.defrag_candidates(max_blocks) {
+            let (sequence, bytes) = device.block_records(fi, b)?;
+            if sequence == 0 {
+                continue;
+            }
+            let block_bytes = device.config().write_block_bytes;
+            let mut at = format::BLOCK_HEADER_LEN;
+            while at < bytes.len() {
+                let Ok(view) = format::read_record(&bytes[at..]) else { break };
+                let addr = crate::location::DeviceAddr {
+                    file: fi,
+                    offset: b as u64 * block_bytes as u64 + at as u64,
+                    len: view.len as u32,
+                };
+                at += view.len;
+                self.relocate(device, &view, Location::device(addr), fi, b, sequence)?;
+            }
+            emptied.push((fi, b));
+        }
+        device.free_blocks(&emptied)
+    }
+
+    /// Moves one record of a block being defragmented, if it is still current.
+    fn relocate(
+        &self,
+        device: &DeviceEngine,
+        view: &format::RecordView<'_>,
+        here: Location,
+        fi: u8,
+        b: u32,
+        sequence: u64,
+    ) -> Result<(), StorageError> {
+        let digest = &view.header.digest;
+        let mut tree = self.partitions[digest.partition_id() as usize].lock(digest);
+        let current = tree.find(digest);
+        if view.header.flags & FLAG_TOMBSTONE != 0 {
+            // A record written after the delete supersedes the tombstone; without one, the
+            // tombstone must outlive every older block.
+            if current.is_none() && device.older_blocks_than(fi, b, sequence) {
+                let meta = crate::engine::ImageMeta {
+                    digest,
+                    generation: view.header.generation,
+                    void_time: 0,
+                    lut_ms: view.header.lut_ms,
+                    set: view.set,
+                    tombstone: true,
+                };
+                device.rewrite(&meta, &[])?;
+            }
+            device.release_tombstone(here);
+            return Ok(());
+        }
+        let Some(h) = current else { return Ok(()) };
+        if tree.entry(h).loc() != Some(&here) {
+            // An older copy: the index points elsewhere, and its bytes were released then.
+            return Ok(());
+        }
+        let e = tree.entry(h);
+        let meta = crate::engine::ImageMeta {
+            digest,
+            generation: e.generation,
+            void_time: e.void_time,
+            lut_ms: e.lut_ms,
+            set: view.set,
+            tombstone: false,
+        };
+        let loc = device.rewrite(&meta, view.image)?;
+        let e = tree.entry_mut(h);
+        let old = e.loc.replace(loc);
+        if let Some(old) = old {
+            self.engine.release(old);
+        }
+        device.counters.defrag_records_moved.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// Pause between defragmentation passes when the last one had nothing to do.
+const DEFRAG_IDLE_MS: u64 = 200;
+/// Blocks per file one pass looks at: a bounded pace, so that defragmentation never takes
+/// more than a share of the device from client writes.
+const DEFRAG_BLOCKS_PER_PASS: usize = 4;
+
+/// A running defragmentation thread of one device namespace; stopping it (or dropping it)
+/// joins the thread.
+#[derive(Debug)]
+pub struct Defragmenter {
+    stop: Arc<(parking_lot::Mutex<bool>, parking_lot::Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Defragmenter {
+    /// Starts defragmenting `ns` (a device namespace) in the background.
+    pub fn start(ns: Arc<Namespace<Engine>>) -> std::io::Result<Defragmenter> {
+        let stop = Arc::new((parking_lot::Mutex::new(false), parking_lot::Condvar::new()));
+        let stop_thread = Arc::clone(&stop);
+        let thread = std::thread::Builder::new().name(format!("defrag-{}", ns.name())).spawn(move || loop {
+            let freed = match ns.defrag(DEFRAG_BLOCKS_PER_PASS) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::error!(namespace = ns.name(), error = %e, "defragmentation pass failed");
+                    0
+                }
+            };
+            let (lock, cvar) = &*stop_thread;
+            let mut stopped = lock.lock();
+            if !*stopped && freed == 0 {
+                cvar.wait_for(&mut stopped, std::time::Duration::from_millis(DEFRAG_IDLE_MS));
+            }
+            if *stopped {
+                return;
+            }
+        })?;
+        Ok(Defragmenter { stop, thread: Some(thread) })
+    }
+
+    pub fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        *self.stop.0.lock() = true;
+        self.stop.1.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Defragmenter {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
