@@ -29,8 +29,16 @@ const EXCHANGE_RETRY_PAUSE_MS: u64 = 200;
 /// exchange arrives to wake it.
 const EXCHANGE_WAIT_POLL_MS: u64 = 200;
 
+/// One node's versions of one namespace's partitions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HeldVersions {
+    pub versions: Vec<u64>,
+    /// Read back from the node's device store at its start (see [`NamespaceVersions`]).
+    pub restored: bool,
+}
+
 /// Every member's versions for one view: per node, per namespace (this node's order).
-pub(crate) type VersionBook = HashMap<NodeId, Vec<Vec<u64>>>;
+pub(crate) type VersionBook = HashMap<NodeId, Vec<HeldVersions>>;
 
 impl ClusterNode {
     /// Sends this node's versions to every member of the view with `key` (each until taken
@@ -42,7 +50,14 @@ impl ClusterNode {
         addrs: &HashMap<NodeId, Member>,
         changed: impl Fn() -> bool,
     ) -> Option<VersionBook> {
-        let mine: Vec<Vec<u64>> = self.versions.lock().clone();
+        let restored = self.restored.lock().clone();
+        let mine: Vec<HeldVersions> = self
+            .versions
+            .lock()
+            .iter()
+            .zip(restored)
+            .map(|(v, restored)| HeldVersions { versions: v.clone(), restored })
+            .collect();
         self.record_exchange(key, self.me, mine.clone());
         let exchange = Exchange {
             cluster_key: key,
@@ -51,7 +66,11 @@ impl ClusterNode {
                 .namespaces
                 .iter()
                 .zip(&mine)
-                .map(|(ns, v)| NamespaceVersions { namespace: ns.name().to_string(), versions: v.clone() })
+                .map(|(ns, v)| NamespaceVersions {
+                    namespace: ns.name().to_string(),
+                    versions: v.versions.clone(),
+                    restored: v.restored,
+                })
                 .collect(),
         };
         for (&id, m) in addrs {
@@ -89,7 +108,7 @@ impl ClusterNode {
     }
 
     /// Keeps `node`'s versions for the view with `key`.
-    pub(crate) fn record_exchange(&self, key: u64, node: NodeId, versions: Vec<Vec<u64>>) {
+    pub(crate) fn record_exchange(&self, key: u64, node: NodeId, versions: Vec<HeldVersions>) {
         let mut ex = self.exchanges.lock();
         let book = ex.entry(key).or_default();
         // A view has at most as many members as the heartbeat dials; more senders for one
@@ -116,10 +135,11 @@ impl ClusterNode {
             return ack(ResultCode::Parameter);
         }
         // Our namespace order; a namespace the peer lacks holds nothing there.
-        let mut versions = vec![vec![0u64; PARTITIONS_COUNT]; self.namespaces.len()];
+        let mut versions =
+            vec![HeldVersions { versions: vec![0u64; PARTITIONS_COUNT], restored: false }; self.namespaces.len()];
         for n in e.namespaces {
             if let Some(&i) = self.ns_index.get(&n.namespace) {
-                versions[i] = n.versions;
+                versions[i] = HeldVersions { versions: n.versions, restored: n.restored };
             }
         }
         self.record_exchange(e.cluster_key, e.node_id, versions);

@@ -48,6 +48,7 @@ mod rebalance;
 mod replica;
 mod report;
 mod route;
+mod saved;
 
 pub use heartbeat::HeartbeatConfig;
 pub use membership::{ClusterView, Membership, MembershipConfig, NodeEndpoints};

@@ -38,6 +38,9 @@ pub struct ClusterConfig {
     pub conflict_resolution: ConflictResolution,
     /// Partitions sent at once.
     pub migrate_parallelism: usize,
+    /// Where the partition versions of device namespaces are kept across restarts (None:
+    /// nowhere, and such a node starts as holding nothing).
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// What the service layer does for the cluster: answer requests proxied from peers, and info
@@ -72,7 +75,7 @@ pub(crate) struct State {
 }
 
 /// Per cluster key: per node, its versions per namespace (node's namespace order).
-pub(crate) type ExchangeBook = BTreeMap<u64, HashMap<NodeId, Vec<Vec<u64>>>>;
+pub(crate) type ExchangeBook = BTreeMap<u64, crate::exchange::VersionBook>;
 
 /// Copies sent in the background at once (writes with commit level "master"). Past this a
 /// write waits for its own copies, which slows writers down instead of queueing copies
@@ -90,6 +93,8 @@ pub struct ClusterNode {
     pub(crate) state: RwLock<State>,
     /// Per namespace, per partition: the version of the copy held here (0 = none complete).
     pub(crate) versions: Mutex<Vec<Vec<u64>>>,
+    /// Per namespace: its versions were read back at start and no plan was installed since.
+    pub(crate) restored: Mutex<Vec<bool>>,
     pub(crate) exchanges: Mutex<ExchangeBook>,
     pub(crate) exchange_arrived: Notify,
     pub(crate) installed: watch::Sender<u64>,
@@ -159,7 +164,19 @@ impl ClusterNode {
     /// Binds the fabric and heartbeat ports and starts following the cluster.
     pub async fn start(config: ClusterConfig, namespaces: Vec<Arc<Namespace>>) -> std::io::Result<Arc<ClusterNode>> {
         let ns_index = namespaces.iter().enumerate().map(|(i, n)| (n.name().to_string(), i)).collect();
-        let versions = vec![vec![0u64; PARTITIONS_COUNT]; namespaces.len()];
+        let mut versions = vec![vec![0u64; PARTITIONS_COUNT]; namespaces.len()];
+        let mut restored = vec![false; namespaces.len()];
+        // Namespaces whose records outlive the process report the versions they held.
+        let persistent: Vec<usize> = (0..namespaces.len()).filter(|&i| namespaces[i].device().is_some()).collect();
+        if let Some(dir) = &config.state_dir {
+            let names: Vec<&str> = persistent.iter().map(|&i| namespaces[i].name()).collect();
+            for (&i, saved) in persistent.iter().zip(crate::saved::load(dir, &names)) {
+                if let Some(v) = saved {
+                    versions[i] = v;
+                    restored[i] = true;
+                }
+            }
+        }
         let node = Arc::new_cyclic(|this| ClusterNode {
             me: config.heartbeat.node_id,
             this: this.clone(),
@@ -168,6 +185,7 @@ impl ClusterNode {
             ns_index,
             state: RwLock::new(State::default()),
             versions: Mutex::new(versions),
+            restored: Mutex::new(restored),
             exchanges: Mutex::new(BTreeMap::new()),
             exchange_arrived: Notify::new(),
             installed: watch::channel(0).0,
@@ -185,6 +203,9 @@ impl ClusterNode {
         let views = heartbeat.watch();
         *node.heartbeat.lock() = Some(heartbeat);
         tokio::spawn(Arc::clone(&node).follow_views(views, node.stop.subscribe()));
+        if let (Some(dir), false) = (config.state_dir.clone(), persistent.is_empty()) {
+            tokio::spawn(Arc::clone(&node).keep_versions_saved(dir, persistent));
+        }
         Ok(node)
     }
 

@@ -193,6 +193,20 @@ impl Plan {
         cluster_key: u64,
         reported: impl Fn(NodeId) -> Option<&'a [u64]>,
     ) -> Plan {
+        Self::compute_with_restored(members, replication_factor, cluster_key, reported, |_| false)
+    }
+
+    /// [`Plan::compute`], where `restored(node)` says that `node` reported versions read back
+    /// from its device store at start. Such a copy stopped taking writes when the node went
+    /// down, so it is at most as new as a live holder's: it counts only for a partition no
+    /// live member holds (a whole-cluster restart), and is otherwise replaced.
+    pub fn compute_with_restored<'a>(
+        members: &[NodeId],
+        replication_factor: usize,
+        cluster_key: u64,
+        reported: impl Fn(NodeId) -> Option<&'a [u64]>,
+        restored: impl Fn(NodeId) -> bool,
+    ) -> Plan {
         let table = PartitionTable::compute(members, replication_factor);
         let mut by_id: Vec<NodeId> = members.to_vec();
         by_id.sort_unstable_by(|a, b| b.cmp(a));
@@ -207,6 +221,9 @@ impl Plan {
                     (v != 0).then_some((*n, v))
                 })
                 .collect();
+            if holders.iter().any(|(n, _)| !restored(*n)) {
+                holders.retain(|(n, _)| !restored(*n));
+            }
             if holders.is_empty() {
                 let v = declared_version(cluster_key, pid);
                 holders = owners.iter().map(|&n| (n, v)).collect();
@@ -393,5 +410,29 @@ mod tests {
         assert_eq!(p1, p2);
         // B holds everything, so B is every partition's source; owners other than B immigrate.
         assert!(p1.rows.iter().all(|r| r.source == B));
+    }
+
+    #[test]
+    fn restored_copies_count_only_where_no_live_member_holds_the_partition() {
+        let live = vec![5u64; PARTITIONS_COUNT];
+        let restored_v = vec![3u64; PARTITIONS_COUNT];
+        // C restarted on its data while A and B held everything: C's copies are replaced.
+        let plan = Plan::compute_with_restored(
+            &[C, B, A],
+            2,
+            9,
+            |n| Some(if n == C { &restored_v[..] } else { &live[..] }),
+            |n| n == C,
+        );
+        for row in &plan.rows {
+            assert_eq!(row.version_of(C), 0);
+            assert!(row.merges_pending.is_empty());
+        }
+        // The whole cluster restarted: the restored copies are the data.
+        let plan = Plan::compute_with_restored(&[C, B, A], 2, 9, |_| Some(&restored_v[..]), |_| true);
+        for row in &plan.rows {
+            assert!(row.owners.iter().all(|&o| row.version_of(o) != 0));
+            assert!(row.is_settled());
+        }
     }
 }

@@ -77,9 +77,17 @@ impl ClusterNode {
             .enumerate()
             .map(|(i, ns)| {
                 let rf = ns.config().replication_factor as usize;
-                Plan::compute(&view.members, rf, key, |n| book.get(&n).and_then(|v| v.get(i)).map(Vec::as_slice))
+                let held = |n: crate::NodeId| book.get(&n).and_then(|v| v.get(i));
+                Plan::compute_with_restored(
+                    &view.members,
+                    rf,
+                    key,
+                    |n| held(n).map(|h| h.versions.as_slice()),
+                    |n| held(n).is_some_and(|h| h.restored),
+                )
             })
             .collect();
+        self.drop_replaced_restored_copies(&plans);
         {
             let mut versions = self.versions.lock();
             for (i, plan) in plans.iter().enumerate() {
@@ -117,6 +125,31 @@ impl ClusterNode {
             "partition plan installed"
         );
         tokio::spawn(Arc::clone(self).migrate(key));
+    }
+
+    /// At the first plan after a start with a device store: the restored copies the plan
+    /// does not count (live members hold newer ones) are dropped before anything is sent to
+    /// this node, so that records deleted or changed while it was down cannot come back from
+    /// them. Restored copies the plan counts (no live holder: a whole-cluster restart) stay.
+    fn drop_replaced_restored_copies(&self, plans: &[Plan]) {
+        let restored = std::mem::take(&mut *self.restored.lock());
+        for (i, plan) in plans.iter().enumerate() {
+            if !restored.get(i).copied().unwrap_or(false) {
+                continue;
+            }
+            let mut dropped = 0;
+            for pid in 0..PARTITIONS_COUNT as u16 {
+                if plan.row(pid).version_of(self.me) == 0 && !self.namespaces[i].partition(pid).is_empty() {
+                    dropped += self.namespaces[i].drop_partition(pid);
+                }
+            }
+            tracing::info!(
+                namespace = self.namespaces[i].name(),
+                records = dropped,
+                "restored copies replaced by live holders' dropped"
+            );
+        }
+        *self.restored.lock() = vec![false; self.namespaces.len()];
     }
 
     /// Where the members of `view` are, from their pulses. None if some stay unknown or the

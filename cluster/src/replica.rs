@@ -301,6 +301,7 @@ mod tests {
             fabric_listen: fabric,
             conflict_resolution: Default::default(),
             migrate_parallelism: 1,
+            state_dir: None,
         };
         let ns = Arc::new(Namespace::in_memory(NamespaceConfig::new("test")).expect("namespace"));
         (ClusterNode::start(config, vec![ns]).await.expect("start"), heartbeat)

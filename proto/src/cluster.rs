@@ -246,6 +246,10 @@ pub struct NamespaceVersions {
     /// One version per partition, partition id order.
     #[prost(fixed64, repeated, tag = "2")]
     pub versions: Vec<u64>,
+    /// The versions were read back from the node's device store at start, and no plan was
+    /// installed since: its copies are at most as new as any live holder's.
+    #[prost(bool, tag = "3")]
+    pub restored: bool,
 }
 
 /// A node's holdings for the view with `cluster_key`.

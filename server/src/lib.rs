@@ -74,6 +74,10 @@ async fn start_cluster(node: &Arc<node::Node>) -> anyhow::Result<Arc<ClusterNode
             ConflictResolution::Generation
         },
         migrate_parallelism: settings.migrate_threads,
+        state_dir: {
+            let dir = &node.config.service.data_dir;
+            (!dir.as_os_str().is_empty()).then(|| dir.clone())
+        },
     };
     let namespaces = node.namespaces().iter().map(|s| Arc::clone(&s.ns)).collect();
     let cluster = ClusterNode::start(config, namespaces).await.map_err(|e| {

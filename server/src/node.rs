@@ -77,7 +77,7 @@ impl Node {
     /// Builds the node and its namespaces from a validated configuration.
     pub fn new(config: Config) -> Result<Node, String> {
         let node_id = if config.service.node_id.is_empty() {
-            derive_node_id(&config)
+            kept_node_id(&config)?
         } else {
             parse_node_id(&config.service.node_id)?
         };
@@ -184,6 +184,27 @@ impl Node {
             Some(c) => 1 + c.counters.partition_generation.load(Ordering::Relaxed),
             None => 1,
         }
+    }
+}
+
+/// With a data directory, the node id kept there (made on the first start): a node started
+/// again on its data is the same node, owns the same partitions, and its saved partition
+/// versions mean something. Without one, a new id each start.
+fn kept_node_id(config: &Config) -> Result<u64, String> {
+    let dir = &config.service.data_dir;
+    if dir.as_os_str().is_empty() {
+        return Ok(derive_node_id(config));
+    }
+    let path = dir.join("node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => parse_node_id(text.trim()).map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = derive_node_id(config);
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            std::fs::write(&path, format!("{id:X}\n")).map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok(id)
+        }
+        Err(e) => Err(format!("{}: {e}", path.display())),
     }
 }
 

@@ -24,18 +24,28 @@ pub struct TestCluster {
     extra: Vec<String>,
     pub specs: Vec<NodeSpec>,
     pub nodes: Vec<Option<Petreld>>,
+    /// With a data directory per node under it (`node-<i>`): device namespaces that outlive
+    /// restarts.
+    data_root: Option<PathBuf>,
 }
 
 impl TestCluster {
     /// Starts `n` nodes with replication factor `rf` and waits until they form one settled
     /// cluster.
     pub fn start(bin: &Path, n: usize, rf: u8, extra: &[&str]) -> TestCluster {
+        Self::start_with_data(bin, n, rf, extra, None)
+    }
+
+    /// [`TestCluster::start`], each node with a data directory under `data_root` (kept
+    /// across its restarts).
+    pub fn start_with_data(bin: &Path, n: usize, rf: u8, extra: &[&str], data_root: Option<PathBuf>) -> TestCluster {
         let mut c = TestCluster {
             bin: bin.to_path_buf(),
             rf,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             specs: Vec::new(),
             nodes: Vec::new(),
+            data_root,
         };
         for _ in 0..n {
             c.add_node();
@@ -77,6 +87,10 @@ impl TestCluster {
             "--replication-factor",
             &rf,
         ];
+        let data_dir = self.data_root.as_ref().map(|r| r.join(format!("node-{i}")).to_string_lossy().into_owned());
+        if let Some(d) = &data_dir {
+            args.extend(["--data-dir", d.as_str()]);
+        }
         args.extend(self.extra.iter().map(String::as_str));
         // PETREL_TEST_LOG raises the nodes' log level when a run needs diagnosing.
         let log = std::env::var("PETREL_TEST_LOG").unwrap_or_else(|_| "warn".to_string());

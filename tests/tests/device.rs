@@ -104,3 +104,135 @@ fn records_updates_and_deletes_survive_sigkill_and_restart() {
     );
     drop(node);
 }
+
+mod cluster {
+    //! Device namespaces in a 3-node cluster (replication factor 2): the whole cluster
+    //! SIGKILLed and started again keeps every acknowledged write and delete; one node killed,
+    //! with deletes and updates while it is down, comes back without bringing back what it
+    //! held.
+
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use futures::StreamExt;
+    use petrel_client::*;
+    use petrel_tests::cluster::TestCluster;
+    use petrel_tests::petreld_path;
+
+    const RECORDS: u64 = 4_000;
+
+    fn key(i: u64) -> Key {
+        Key::new("test", "crash", format!("c{i}")).expect("key")
+    }
+
+    async fn connect(cluster: &TestCluster) -> Arc<Client> {
+        let seeds = cluster.seeds();
+        let seeds: Vec<&str> = seeds.iter().map(String::as_str).collect();
+        let policy = ClientPolicy { tend_interval: Duration::from_millis(200), ..ClientPolicy::default() };
+        Arc::new(Client::new(policy, &seeds).await.expect("connect"))
+    }
+
+    fn patient() -> WritePolicy {
+        let base = policy::BasePolicy {
+            total_timeout: Duration::from_secs(10),
+            max_retries: 20,
+            sleep_between_retries: Duration::from_millis(100),
+            ..policy::BasePolicy::default()
+        };
+        WritePolicy { base, ..WritePolicy::default() }
+    }
+
+    async fn put_all(c: &Arc<Client>, keys: Vec<u64>, round: i64) {
+        futures::stream::iter(keys)
+            .map(|i| {
+                let c = Arc::clone(c);
+                async move { c.put(&patient(), &key(i), &[Bin::new("v", round * 1_000_000 + i as i64)]).await.expect("put") }
+            })
+            .buffer_unordered(16)
+            .collect::<Vec<()>>()
+            .await;
+    }
+
+    async fn delete_all(c: &Arc<Client>, keys: Vec<u64>) {
+        for i in keys {
+            c.delete(&patient(), &key(i)).await.expect("delete");
+        }
+    }
+
+    /// Keys whose value is not `expect(i)` (None: absent).
+    async fn wrong(c: &Arc<Client>, expect: impl Fn(u64) -> Option<i64>) -> Vec<u64> {
+        let read = ReadPolicy { base: patient().base };
+        let got: Vec<(u64, Option<i64>)> = futures::stream::iter(0..RECORDS)
+            .map(|i| {
+                let (c, read) = (Arc::clone(c), read.clone());
+                async move {
+                    match c.get(&read, &key(i), Bins::All).await {
+                        Ok(r) => (i, r.bin("v").and_then(Value::as_int)),
+                        Err(e) if e.is_not_found() => (i, None),
+                        Err(e) => panic!("read c{i}: {e}"),
+                    }
+                }
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        got.into_iter().filter(|(i, v)| *v != expect(*i)).map(|(i, _)| i).collect()
+    }
+
+    #[test]
+    fn a_cluster_killed_whole_or_one_node_at_a_time_keeps_every_acknowledged_write_and_delete() {
+        let root = std::env::temp_dir().join(format!("petrel-device-cluster-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let mut cluster = TestCluster::start_with_data(&petreld_path!(), 3, 2, &[], Some(root.clone()));
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        rt.block_on(async {
+            let c = connect(&cluster).await;
+            put_all(&c, (0..RECORDS).collect(), 0).await;
+            delete_all(&c, (0..RECORDS).filter(|i| i % 10 == 0).collect()).await;
+        });
+        // The whole cluster dies at once, then comes back on its data.
+        for i in 0..3 {
+            cluster.kill9(i);
+        }
+        for i in 0..3 {
+            cluster.restart(i);
+        }
+        cluster.wait_settled(3, Duration::from_secs(60));
+        let after_whole = |i: u64| (!i.is_multiple_of(10)).then_some(i as i64);
+        let bad = rt.block_on(async { wrong(&connect(&cluster).await, after_whole).await });
+        assert!(
+            bad.is_empty(),
+            "{} records wrong after a whole-cluster restart, e.g. {:?}",
+            bad.len(),
+            &bad[..bad.len().min(5)]
+        );
+        assert_eq!(cluster.sum_ns_stat("test", "objects"), 2 * (RECORDS - RECORDS / 10));
+
+        // One node down while records are deleted and updated; it comes back on stale data.
+        cluster.kill9(1);
+        cluster.wait_settled(2, Duration::from_secs(60));
+        rt.block_on(async {
+            let c = connect(&cluster).await;
+            delete_all(&c, (0..RECORDS).filter(|i| i % 10 == 1).collect()).await;
+            put_all(&c, (0..RECORDS).filter(|i| i % 10 == 2).collect(), 1).await;
+        });
+        cluster.restart(1);
+        cluster.wait_settled(3, Duration::from_secs(60));
+        let after_one = |i: u64| match i % 10 {
+            0 | 1 => None,
+            2 => Some(1_000_000 + i as i64),
+            _ => Some(i as i64),
+        };
+        let bad = rt.block_on(async { wrong(&connect(&cluster).await, after_one).await });
+        assert!(
+            bad.is_empty(),
+            "{} records wrong after one node's restart, e.g. {:?}",
+            bad.len(),
+            &bad[..bad.len().min(5)]
+        );
+        assert_eq!(cluster.sum_ns_stat("test", "objects"), 2 * (RECORDS - 2 * RECORDS / 10));
+        assert_eq!(cluster.sum_ns_stat("test", "non_replica_objects"), 0);
+        drop(cluster);
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}
