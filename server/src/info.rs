@@ -222,16 +222,19 @@ fn namespace_stats(node: &Node, rest: &str) -> String {
         (tx, rx) = cl.migrations(s.index);
     }
     let used_pct = used * 100 / c.memory_size_bytes.max(1);
+    // Tombstones exist only on a device store (a memory namespace forgets deletes at once).
+    let tombstones = s.ns.device().map_or(0, |d| d.counters.tombstones.load(Relaxed));
     let mut o = String::new();
     let _ = write!(
         o,
-        "ns_cluster_size={cluster_size};effective_replication_factor={rf};objects={};tombstones=0;master_objects={master};prole_objects={prole};non_replica_objects={non_replica};\
+        "ns_cluster_size={cluster_size};effective_replication_factor={rf};objects={};tombstones={};master_objects={master};prole_objects={prole};non_replica_objects={non_replica};\
 expired_objects={};evicted_objects={};truncated_records={};stop_writes={};hwm_breached={};\
 index_used_bytes={};data_used_bytes={};memory_used_bytes={};memory_used_pct={};data_total_bytes={};\
 migrate_tx_partitions_remaining={tx};migrate_rx_partitions_remaining={rx};\
 replication-factor={};default-ttl={};evict-used-pct={};stop-writes-used-pct={};max-record-size={};\
 partition-tree-sprigs={};nsup-period={};{}",
         st.objects,
+        tombstones,
         st.expired_objects,
         st.evicted_objects,
         st.truncated_objects,
@@ -277,13 +280,18 @@ storage-engine.flush-max-ms={};storage-engine.commit-to-device={};storage-engine
         let _ = write!(
             o,
             ";device_total_bytes={total};device_used_bytes={used};device_free_pct={};device_available_pct={};\
-defrag_blocks_freed={};defrag_records_moved={};device_tombstones_written={};device_write_errors={}",
+defrag_blocks_freed={};defrag_records_moved={};device_tombstones_written={};device_write_errors={};\
+cache_read_pct={}",
             (total - used.min(total)) * 100 / total.max(1),
             d.available_pct(),
             k.defrag_blocks_freed.load(Relaxed),
             k.defrag_records_moved.load(Relaxed),
             k.tombstones_written.load(Relaxed),
             k.write_errors.load(Relaxed),
+            {
+                let (cache, device) = (k.reads_from_cache.load(Relaxed), k.reads_from_device.load(Relaxed));
+                cache * 100 / (cache + device).max(1)
+            },
         );
     }
     o

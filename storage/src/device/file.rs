@@ -187,8 +187,8 @@ impl DeviceFile {
     }
 
     /// Copies the record at `a` into `scratch`: from the open block or a recent one when it
-    /// is there, else from the file.
-    pub fn read_record_bytes(&self, a: DeviceAddr, scratch: &mut Vec<u8>) -> std::io::Result<()> {
+    /// is there (returns true), else from the file.
+    pub fn read_record_bytes(&self, a: DeviceAddr, scratch: &mut Vec<u8>) -> std::io::Result<bool> {
         let block = (a.offset / self.block_bytes as u64) as u32;
         let in_block = (a.offset % self.block_bytes as u64) as usize;
         let len = a.len as usize;
@@ -202,12 +202,13 @@ impl DeviceFile {
             if let Some(bytes) = memory {
                 if in_block + len <= bytes.len() {
                     scratch.extend_from_slice(&bytes[in_block..in_block + len]);
-                    return Ok(());
+                    return Ok(true);
                 }
             }
         }
         scratch.resize(len, 0);
-        self.file.read_exact_at(scratch, a.offset)
+        self.file.read_exact_at(scratch, a.offset)?;
+        Ok(false)
     }
 
     /// The whole of block `b` as it stands (from memory when it is open or recent).

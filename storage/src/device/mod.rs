@@ -95,6 +95,11 @@ impl DeviceConfig {
 #[derive(Debug, Default)]
 pub struct DeviceCounters {
     pub tombstones_written: AtomicU64,
+    /// Tombstones on the store now (written or restored, not yet reaped).
+    pub tombstones: AtomicU64,
+    /// Reads served from the open or a recent block in memory, and from the file.
+    pub reads_from_cache: AtomicU64,
+    pub reads_from_device: AtomicU64,
     pub defrag_blocks_freed: AtomicU64,
     pub defrag_records_moved: AtomicU64,
     pub write_errors: AtomicU64,
@@ -313,6 +318,9 @@ impl DeviceEngine {
             }
             e
         })?;
+        if meta.tombstone {
+            self.counters.tombstones.fetch_add(1, Ordering::Relaxed);
+        }
         if self.config.commit_to_device {
             file.sync().map_err(|e| {
                 self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
@@ -345,7 +353,9 @@ impl DeviceEngine {
     pub fn read<'a>(&self, loc: &Location, scratch: &'a mut Vec<u8>) -> Result<&'a [u8], StorageError> {
         let a = loc.device_addr().ok_or(StorageError::Internal("a memory location in a device namespace"))?;
         let file = self.files.get(a.file as usize).ok_or(StorageError::Internal("no such device file"))?;
-        file.read_record_bytes(a, scratch).map_err(|e| StorageError::Device(e.to_string()))?;
+        let cached = file.read_record_bytes(a, scratch).map_err(|e| StorageError::Device(e.to_string()))?;
+        let counter = if cached { &self.counters.reads_from_cache } else { &self.counters.reads_from_device };
+        counter.fetch_add(1, Ordering::Relaxed);
         let view =
             format::read_record(scratch).map_err(|_| StorageError::Device("record on device is damaged".into()))?;
         let (start, len) = (format::RECORD_HEADER_LEN + view.set.len(), view.image.len());
@@ -388,9 +398,16 @@ impl DeviceEngine {
         self.files.iter().any(|f| f.oldest_sequence_except((f.index == fi).then_some(b)) < sequence)
     }
 
-    /// Drops a tombstone's live bytes (it hides nothing any more).
+    /// Drops a tombstone's live bytes (it hides nothing any more, or was written anew).
     pub fn release_tombstone(&self, loc: Location) {
+        self.counters.tombstones.fetch_sub(1, Ordering::Relaxed);
         self.release(loc);
+    }
+
+    /// A restore kept a tombstone at `loc`.
+    pub fn keep_tombstone(&self, loc: &Location) {
+        self.counters.tombstones.fetch_add(1, Ordering::Relaxed);
+        self.keep(loc);
     }
 
     /// Frees the blocks of `emptied` (file, block) that hold nothing live. The records moved

@@ -85,7 +85,7 @@ impl Namespace<Engine> {
                 summary.dropped += 1;
             }
             // Kept until defragmentation finds no older block it must hide a copy in.
-            device.keep(&r.location);
+            device.keep_tombstone(&r.location);
             return Ok(());
         }
         if h.void_time != 0 && h.void_time < now_secs {
