@@ -155,7 +155,7 @@ mod crash {
         while !stop.load(Ordering::Relaxed) {
             n += 1;
             let k = w + WRITERS * ((n * 7919 + round as u64) % (KEYS / WRITERS));
-            let next = if n % 10 == 0 { None } else { Some(round * 1_000_000 + n as i64) };
+            let next = if n.is_multiple_of(10) { None } else { Some(round * 1_000_000 + n as i64) };
             let r = match next {
                 Some(v) => c.put(&policy, &key(k), &[Bin::new("v", Value::Blob(payload(v)))]).await.map(|_| ()),
                 None => c.delete(&policy, &key(k)).await.map(|_| ()),
