@@ -10,14 +10,13 @@
 //! append to one file; no thread writes for all of them.
 
 use std::collections::VecDeque;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
 use super::format::{self, BlockHeader, BLOCK_HEADER_LEN};
+use super::medium::Medium;
 use crate::location::DeviceAddr;
 use crate::StorageError;
 
@@ -44,7 +43,7 @@ struct FileState {
 #[derive(Debug)]
 pub(crate) struct DeviceFile {
     pub index: u8,
-    file: File,
+    file: Box<dyn Medium>,
     block_bytes: usize,
     pub blocks: u32,
     store_id: u64,
@@ -58,7 +57,7 @@ pub(crate) struct DeviceFile {
 }
 
 impl DeviceFile {
-    pub fn new(index: u8, file: File, block_bytes: usize, blocks: u32, store_id: u64) -> DeviceFile {
+    pub fn new(index: u8, file: Box<dyn Medium>, block_bytes: usize, blocks: u32, store_id: u64) -> DeviceFile {
         DeviceFile {
             index,
             file,
@@ -72,8 +71,8 @@ impl DeviceFile {
         }
     }
 
-    pub fn file(&self) -> &File {
-        &self.file
+    pub fn file(&self) -> &dyn Medium {
+        &*self.file
     }
 
     pub fn store_id(&self) -> u64 {
@@ -149,7 +148,7 @@ impl DeviceFile {
             let mut bytes = Vec::with_capacity(self.block_bytes);
             bytes.resize(BLOCK_HEADER_LEN, 0);
             BlockHeader { sequence, store_id: self.store_id, file_index: self.index as u32 }.write(&mut bytes);
-            self.file.write_all_at(&bytes, index as u64 * self.block_bytes as u64).map_err(io_error)?;
+            self.file.write_at(&bytes, index as u64 * self.block_bytes as u64).map_err(io_error)?;
             st.free.pop_front();
             self.sequences[index as usize].store(sequence, Ordering::Relaxed);
             if let Some(old) = st.open.replace(OpenBlock { index, bytes }) {
@@ -163,7 +162,7 @@ impl DeviceFile {
         let in_block = open.bytes.len();
         format::append_record(&mut open.bytes, header, set, image);
         let offset = open.index as u64 * self.block_bytes as u64 + in_block as u64;
-        if let Err(e) = self.file.write_all_at(&open.bytes[in_block..], offset) {
+        if let Err(e) = self.file.write_at(&open.bytes[in_block..], offset) {
             // Not on the file: not appended either.
             open.bytes.truncate(in_block);
             return Err(io_error(e));
@@ -178,7 +177,7 @@ impl DeviceFile {
     /// Makes everything written so far durable, if anything was written since the last time.
     pub fn sync(&self) -> std::io::Result<()> {
         if self.dirty.swap(false, Ordering::AcqRel) {
-            if let Err(e) = self.file.sync_data() {
+            if let Err(e) = self.file.sync() {
                 self.dirty.store(true, Ordering::Release);
                 return Err(e);
             }
@@ -207,7 +206,7 @@ impl DeviceFile {
             }
         }
         scratch.resize(len, 0);
-        self.file.read_exact_at(scratch, a.offset)?;
+        self.file.read_at(scratch, a.offset)?;
         Ok(false)
     }
 
@@ -223,7 +222,7 @@ impl DeviceFile {
             }
         }
         let mut buf = vec![0u8; self.block_bytes];
-        self.file.read_exact_at(&mut buf, b as u64 * self.block_bytes as u64)?;
+        self.file.read_at(&mut buf, b as u64 * self.block_bytes as u64)?;
         Ok(buf)
     }
 
@@ -254,9 +253,9 @@ impl DeviceFile {
             return Ok(0);
         }
         for &b in &blocks {
-            self.file.write_all_at(&[0u8; BLOCK_HEADER_LEN], b as u64 * self.block_bytes as u64)?;
+            self.file.write_at(&[0u8; BLOCK_HEADER_LEN], b as u64 * self.block_bytes as u64)?;
         }
-        self.file.sync_data()?;
+        self.file.sync()?;
         let mut st = self.state.lock();
         let mut freed = 0;
         for b in blocks {

@@ -10,11 +10,11 @@
 //! Layout byte by byte: [`format`] and `docs/design.md`.
 
 pub mod format;
+pub mod medium;
 
 mod file;
 
 use std::fs::OpenOptions;
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -28,6 +28,7 @@ use crate::location::{DeviceAddr, Location};
 use crate::StorageError;
 use file::DeviceFile;
 use format::{BlockHeader, FileHeader, RecordHeader, RecordView, BLOCK_HEADER_LEN, FILE_HEADER_LEN};
+use medium::Medium;
 
 /// One file of a store and its size.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,10 +133,8 @@ impl DeviceEngine {
     /// A file that holds another namespace's store, or another block size, is refused.
     pub fn open(namespace: &str, config: DeviceConfig) -> Result<DeviceEngine, String> {
         config.validate()?;
-        let block = config.write_block_bytes;
-        let mut opened = Vec::new();
-        let mut store_id = None;
-        for (i, fc) in config.files.iter().enumerate() {
+        let mut media: Vec<Box<dyn Medium>> = Vec::new();
+        for fc in &config.files {
             let file = OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -147,8 +146,23 @@ impl DeviceEngine {
             if meta.is_file() && meta.len() < fc.size_bytes {
                 file.set_len(fc.size_bytes).map_err(|e| format!("{}: {e}", fc.path.display()))?;
             }
+            media.push(Box::new(file));
+        }
+        Self::open_on(namespace, config, media)
+    }
+
+    /// Opens the store on `media`, one per configured file (of the configured sizes).
+    pub fn open_on(namespace: &str, config: DeviceConfig, media: Vec<Box<dyn Medium>>) -> Result<DeviceEngine, String> {
+        config.validate()?;
+        if media.len() != config.files.len() {
+            return Err("one medium per configured file".into());
+        }
+        let block = config.write_block_bytes;
+        let mut store_id = None;
+        let mut had_header = Vec::new();
+        for (i, (fc, medium)) in config.files.iter().zip(&media).enumerate() {
             let mut head = [0u8; FILE_HEADER_LEN];
-            file.read_exact_at(&mut head, 0).map_err(|e| format!("{}: {e}", fc.path.display()))?;
+            medium.read_at(&mut head, 0).map_err(|e| format!("{}: {e}", fc.path.display()))?;
             let header = FileHeader::decode(&head).map_err(|e| format!("{}: {e}", fc.path.display()))?;
             if let Some(h) = &header {
                 if h.namespace != namespace || h.block_bytes as usize != block || h.file_index as usize != i {
@@ -165,12 +179,12 @@ impl DeviceEngine {
                 }
                 store_id = Some(h.store_id);
             }
-            opened.push((file, header.is_some()));
+            had_header.push(header.is_some());
         }
         let store_id = store_id.unwrap_or_else(rand_store_id);
         let files_count = config.files.len() as u32;
         let mut files = Vec::new();
-        for (i, (file, had_header)) in opened.into_iter().enumerate() {
+        for (i, (medium, had_header)) in media.into_iter().zip(had_header).enumerate() {
             if !had_header {
                 let h = FileHeader {
                     block_bytes: block as u32,
@@ -179,22 +193,21 @@ impl DeviceEngine {
                     store_id,
                     namespace: namespace.to_string(),
                 };
-                file.write_all_at(&h.encode(), 0).and_then(|_| file.sync_data()).map_err(|e| e.to_string())?;
+                medium.write_at(&h.encode(), 0).and_then(|_| medium.sync()).map_err(|e| e.to_string())?;
             }
             let blocks = (config.files[i].size_bytes / block as u64) as u32;
-            files.push(DeviceFile::new(i as u8, file, block, blocks, store_id));
+            files.push(DeviceFile::new(i as u8, medium, block, blocks, store_id));
         }
         let reserve_free =
             files.iter().map(|f| (f.blocks as usize * config.min_avail_pct as usize).div_ceil(100)).collect();
-        let engine = DeviceEngine {
+        Ok(DeviceEngine {
             files: files.into(),
             config,
             next_sequence: AtomicU64::new(1),
             reserve_free,
             counters: DeviceCounters::default(),
             flusher: Mutex::new(None),
-        };
-        Ok(engine)
+        })
     }
 
     pub fn config(&self) -> &DeviceConfig {
@@ -211,7 +224,7 @@ impl DeviceEngine {
         let mut head = [0u8; BLOCK_HEADER_LEN];
         for file in self.files.iter() {
             for b in 1..file.blocks {
-                file.file().read_exact_at(&mut head, b as u64 * block as u64).map_err(|e| e.to_string())?;
+                file.file().read_at(&mut head, b as u64 * block as u64).map_err(|e| e.to_string())?;
                 if let Some(h) = BlockHeader::read(&head) {
                     if h.store_id == file.store_id() && h.file_index == file.index as u32 {
                         blocks.push((h.sequence, file.index, b));
@@ -224,7 +237,7 @@ impl DeviceEngine {
         let mut buf = vec![0u8; block];
         for &(sequence, fi, b) in &blocks {
             let file = &self.files[fi as usize];
-            file.file().read_exact_at(&mut buf, b as u64 * block as u64).map_err(|e| e.to_string())?;
+            file.file().read_at(&mut buf, b as u64 * block as u64).map_err(|e| e.to_string())?;
             file.mark_used(b, sequence);
             summary.blocks += 1;
             let mut at = BLOCK_HEADER_LEN;
@@ -318,14 +331,16 @@ impl DeviceEngine {
             }
             e
         })?;
+        if self.config.commit_to_device {
+            if let Err(e) = file.sync() {
+                // The write fails; nothing will refer to its bytes.
+                self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
+                file.release(self.block_of(&addr), addr.len);
+                return Err(StorageError::Device(e.to_string()));
+            }
+        }
         if meta.tombstone {
             self.counters.tombstones.fetch_add(1, Ordering::Relaxed);
-        }
-        if self.config.commit_to_device {
-            file.sync().map_err(|e| {
-                self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
-                StorageError::Device(e.to_string())
-            })?;
         }
         Ok(Location::device(addr))
     }

@@ -3,6 +3,7 @@
 
 use super::*;
 use petrel_proto::Digest;
+use std::os::unix::fs::FileExt;
 
 fn dir() -> tempdir::TempDir {
     tempdir::TempDir::new()

@@ -37,6 +37,26 @@ impl Namespace<Engine> {
         clock: Arc<dyn Clock>,
     ) -> Result<(Self, RestoreSummary), String> {
         let engine = DeviceEngine::open(&config.name, device)?;
+        Self::on_engine(config, engine, clock)
+    }
+
+    /// A device namespace on `media` (one per configured file) rather than the files
+    /// themselves: for tests that inject faults under the store.
+    pub fn on_media(
+        config: NamespaceConfig,
+        device: DeviceConfig,
+        media: Vec<Box<dyn crate::device::medium::Medium>>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(Self, RestoreSummary), String> {
+        let engine = DeviceEngine::open_on(&config.name, device, media)?;
+        Self::on_engine(config, engine, clock)
+    }
+
+    fn on_engine(
+        config: NamespaceConfig,
+        engine: DeviceEngine,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(Self, RestoreSummary), String> {
         let ns = Namespace::new(config, Engine::Device(engine), clock)?;
         let summary = ns.restore()?;
         ns.device().expect("a device namespace").start();
