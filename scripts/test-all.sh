@@ -27,6 +27,19 @@ timeout 1800 cargo build --workspace --locked --bins
 step "rust tests"
 timeout 2400 cargo test --workspace --locked -- --test-threads 2
 
+step "fuzz"
+# Each target for a bounded time from its corpus in fuzz/corpus (new finds are kept there).
+# cargo-fuzz and the nightly toolchain it needs are installed when missing.
+if ! cargo fuzz --help >/dev/null 2>&1; then
+  timeout 900 cargo install cargo-fuzz --locked -q
+fi
+rustup toolchain list | grep -q nightly || rustup toolchain install nightly --profile minimal
+for target in message command fabric heartbeat; do
+  mkdir -p "fuzz/corpus/$target"
+  (cd fuzz && timeout 600 cargo +nightly fuzz run -s none "$target" "corpus/$target" -- \
+    -max_total_time="${FUZZ_SECONDS:-20}" -rss_limit_mb=2048 -max_len=4096)
+done
+
 step "official python client"
 # A virtualenv of our own with the official client from PyPI.
 venv=tests/.venv
