@@ -46,6 +46,13 @@ pub trait StorageEngine: Send + Sync + std::fmt::Debug + 'static {
         Ok(())
     }
 
+    /// Records durably that set `set` (the whole namespace when empty) was truncated up to
+    /// `cutoff_ms`, so that a cold restart does not bring the truncated records back.
+    fn truncate(&self, set: &[u8], cutoff_ms: u64) -> Result<(), StorageError> {
+        let _ = (set, cutoff_ms);
+        Ok(())
+    }
+
     /// Whether the engine keeps records across restarts (and so needs set names in
     /// [`ImageMeta`]).
     fn persists(&self) -> bool {

@@ -45,8 +45,6 @@ pub enum StorageError {
     FilteredOut,
     #[error("internal storage error: {0}")]
     Internal(&'static str),
-    #[error("device overloaded: too many write blocks waiting to be written")]
-    DeviceOverload,
     #[error("device error: {0}")]
     Device(String),
 }
@@ -75,7 +73,6 @@ impl StorageError {
             OpNotApplicable(_) => ResultCode::OpNotApplicable,
             FilteredOut => ResultCode::FilteredOut,
             Internal(_) | Device(_) => ResultCode::Unknown,
-            DeviceOverload => ResultCode::DeviceOverload,
         }
     }
 }

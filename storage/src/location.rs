@@ -164,6 +164,13 @@ impl StorageEngine for Engine {
         }
     }
 
+    fn truncate(&self, set: &[u8], cutoff_ms: u64) -> Result<(), StorageError> {
+        match self {
+            Engine::Memory(_) => Ok(()),
+            Engine::Device(d) => d.truncate(set, cutoff_ms),
+        }
+    }
+
     fn persists(&self) -> bool {
         matches!(self, Engine::Device(_))
     }

@@ -215,3 +215,36 @@ fn overwriting_three_times_the_capacity_stays_writable_with_used_space_bounded()
     }
     assert!(device.available_pct() > 50, "{}% free", device.available_pct());
 }
+
+#[test]
+fn a_truncation_survives_restarts_and_defragmentation() {
+    let dir = Dir::new("truncate");
+    let clock = Arc::new(ManualClock::new(START_MS));
+    {
+        let (ns, _) = open(&dir, 1, &clock);
+        for i in 0..300 {
+            put(&ns, key(i), &[i as u8; 500], Ttl::NamespaceDefault).expect("put");
+        }
+        clock.advance_ms(10);
+        ns.truncate(Some(b"demo"), None).expect("truncate");
+        clock.advance_ms(10);
+        for i in 0..50 {
+            put(&ns, key(i), b"after", Ttl::NamespaceDefault).expect("put after");
+        }
+    }
+    let expect = |i: u64| (i < 50).then(|| b"after".to_vec());
+    for round in 0..2 {
+        let (ns, _) = open(&dir, 1, &clock);
+        for i in 0..300 {
+            assert_eq!(get(&ns, key(i)).map(|g| g.0), expect(i), "record {i}, round {round}");
+        }
+        // Churn so that defragmentation moves the truncation marker too.
+        for r in 0..20u64 {
+            for i in 0..50 {
+                put(&ns, key(i), b"after", Ttl::NamespaceDefault).expect("rewrite");
+            }
+            ns.defrag(8).expect("defrag");
+            let _ = r;
+        }
+    }
+}

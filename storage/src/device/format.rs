@@ -25,6 +25,9 @@ pub const RECORD_HEADER_LEN: usize = 48;
 pub const RECORD_ALIGN: usize = 8;
 /// Record flag: a durable delete (no image).
 pub const FLAG_TOMBSTONE: u8 = 1;
+/// Record flag: a truncation of the record's set (of the namespace when the set name is
+/// empty) up to its last-update time; digest zero, no image.
+pub const FLAG_TRUNCATE: u8 = 2;
 
 /// What the file header says about the file and the store it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]

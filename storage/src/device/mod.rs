@@ -313,10 +313,20 @@ impl DeviceEngine {
     /// Appends a record. `use_reserve`: defragmentation and tombstones may use the free
     /// blocks kept back from writes (they are what gives space back).
     fn append(&self, meta: &ImageMeta<'_>, image: &[u8], use_reserve: bool) -> Result<Location, StorageError> {
+        self.append_flagged(meta, image, use_reserve, if meta.tombstone { format::FLAG_TOMBSTONE } else { 0 })
+    }
+
+    fn append_flagged(
+        &self,
+        meta: &ImageMeta<'_>,
+        image: &[u8],
+        use_reserve: bool,
+        flags: u8,
+    ) -> Result<Location, StorageError> {
         let header = RecordHeader {
             digest: *meta.digest,
             generation: meta.generation,
-            flags: if meta.tombstone { format::FLAG_TOMBSTONE } else { 0 },
+            flags,
             void_time: meta.void_time,
             lut_ms: meta.lut_ms,
         };
@@ -362,6 +372,19 @@ impl DeviceEngine {
         self.append(&ImageMeta { tombstone: true, ..*meta }, &[], true)?;
         self.counters.tombstones_written.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Writes a truncation marker: set `set` (the namespace when empty) truncated up to
+    /// `cutoff_ms`. Like a tombstone, it stays until no older block is in use.
+    pub fn truncate(&self, set: &[u8], cutoff_ms: u64) -> Result<(), StorageError> {
+        let zero = petrel_proto::Digest([0; 20]);
+        let meta = ImageMeta { digest: &zero, generation: 0, void_time: 0, lut_ms: cutoff_ms, set, tombstone: false };
+        self.append_flagged(&meta, &[], true, format::FLAG_TRUNCATE).map(|_| ())
+    }
+
+    /// Writes a truncation marker anew (moved out of a block being defragmented).
+    pub fn rewrite_truncate(&self, set: &[u8], cutoff_ms: u64) -> Result<(), StorageError> {
+        self.truncate(set, cutoff_ms)
     }
 
     /// Reads the image at `loc` into `scratch`.

@@ -99,6 +99,12 @@ impl Namespace<Engine> {
         let h = r.view.header;
         let digest = &h.digest;
         let mut tree = self.partitions[digest.partition_id() as usize].lock(digest);
+        if h.flags & format::FLAG_TRUNCATE != 0 {
+            drop(tree);
+            self.restore_truncate(r.view.set, h.lut_ms)?;
+            device.keep(&r.location);
+            return Ok(());
+        }
         if h.flags & FLAG_TOMBSTONE != 0 {
             summary.tombstones += 1;
             if self.drop_entry(&mut tree, digest) {
@@ -168,6 +174,14 @@ impl Namespace<Engine> {
         sequence: u64,
     ) -> Result<(), StorageError> {
         let digest = &view.header.digest;
+        if view.header.flags & format::FLAG_TRUNCATE != 0 {
+            // Kept while an older block may hold records it hides.
+            if device.older_blocks_than(fi, b, sequence) {
+                device.rewrite_truncate(view.set, view.header.lut_ms)?;
+            }
+            device.release(here);
+            return Ok(());
+        }
         let mut tree = self.partitions[digest.partition_id() as usize].lock(digest);
         let current = tree.find(digest);
         if view.header.flags & FLAG_TOMBSTONE != 0 {

@@ -19,7 +19,17 @@ impl<E: StorageEngine> Namespace<E> {
             None => 0,
             Some(name) => self.set_id(name).ok_or(StorageError::Parameter("no such set"))?,
         };
+        // Durable first: a truncation the store could not record is refused, not half done.
+        self.engine.truncate(set.unwrap_or(b""), cutoff)?;
         self.set_truncate_lut_ms[id as usize].fetch_max(cutoff, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// A truncation found on the device at restart: set `set` (the namespace when empty)
+    /// truncated up to `cutoff_ms`.
+    pub(crate) fn restore_truncate(&self, set: &[u8], cutoff_ms: u64) -> Result<(), StorageError> {
+        let id = self.set_id_or_create(set)?;
+        self.set_truncate_lut_ms[id as usize].fetch_max(cutoff_ms, Ordering::Relaxed);
         Ok(())
     }
 }
