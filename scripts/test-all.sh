@@ -46,7 +46,7 @@ venv=tests/.venv
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv" || { apt-get update -qq && apt-get install -y -qq python3-venv && python3 -m venv "$venv"; }
 fi
-timeout 600 "$venv/bin/pip" install -q --disable-pip-version-check aerospike pytest
+timeout 600 "$venv/bin/pip" install -q --disable-pip-version-check aerospike pytest prometheus_client
 PETREL_BIN="$PWD/target/debug/petreld" timeout 600 "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/python
 
 step "container"

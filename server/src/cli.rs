@@ -44,6 +44,9 @@ struct Args {
     /// The host peers and clients are told (default: the service address's host).
     #[arg(long)]
     advertise: Option<String>,
+    /// HTTP endpoint (/health, /ready, /metrics) address; overrides service.http_listen.
+    #[arg(long)]
+    http: Option<String>,
 }
 
 /// Runs `petreld` with the process's arguments; exits with status 2 on invalid configuration.
@@ -66,6 +69,7 @@ pub fn main() -> anyhow::Result<()> {
         cluster_name: args.cluster_name,
         replication_factor: args.replication_factor,
         advertise: args.advertise,
+        http_listen: args.http,
     };
     let config = match Config::load(args.config.as_deref(), &overrides) {
         Ok(c) => c,

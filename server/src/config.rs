@@ -31,6 +31,8 @@ pub struct Config {
 pub struct ServiceConfig {
     /// Address of the client service port.
     pub listen: SocketAddr,
+    /// Address of the HTTP endpoint (`/health`, `/ready`, `/metrics`); empty = none.
+    pub http_listen: String,
     /// Node id as hex; derived from the listen address and a random salt when empty.
     pub node_id: String,
     /// Cluster name clients may check; empty = none.
@@ -57,6 +59,7 @@ impl Default for ServiceConfig {
     fn default() -> Self {
         ServiceConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            http_listen: String::new(),
             node_id: String::new(),
             cluster_name: String::new(),
             data_dir: PathBuf::new(),
@@ -256,6 +259,7 @@ pub struct Overrides {
     pub cluster_name: Option<String>,
     pub replication_factor: Option<u8>,
     pub advertise: Option<String>,
+    pub http_listen: Option<String>,
 }
 
 impl Config {
@@ -308,6 +312,9 @@ impl Config {
         if let Some(v) = &overrides.advertise {
             config.cluster.advertise = v.clone();
         }
+        if let Some(v) = &overrides.http_listen {
+            config.service.http_listen = v.clone();
+        }
         if !overrides.namespaces.is_empty() {
             let mut chosen = BTreeMap::new();
             for name in &overrides.namespaces {
@@ -338,6 +345,9 @@ impl Config {
         }
         if !self.service.node_id.is_empty() {
             parse_node_id(&self.service.node_id).map_err(|e| format!("service.node_id: {e}"))?;
+        }
+        if !self.service.http_listen.is_empty() && self.service.http_listen.parse::<SocketAddr>().is_err() {
+            return Err(format!("service.http_listen: {:?} is not host:port", self.service.http_listen));
         }
         if self.service.proto_fd_max == 0 {
             return Err("service.proto_fd_max: must be at least 1".into());

@@ -79,6 +79,26 @@ impl Latencies {
         self.hists[kind as usize].record(elapsed);
     }
 
+    /// Appends this namespace's histograms as Prometheus histograms (cumulative counts since
+    /// the start, buckets in milliseconds) with `labels`.
+    pub fn prometheus(&self, labels: &str, out: &mut String) {
+        use std::fmt::Write as _;
+        for (i, (_, name)) in KINDS.iter().enumerate() {
+            let metric = format!("aerospike_latencies_{}_ms", name.replace('-', "_"));
+            let counts = self.hists[i].snapshot();
+            let _ = writeln!(out, "# TYPE {metric} histogram");
+            let mut cumulative = 0;
+            for (b, count) in counts.iter().enumerate().take(BUCKETS - 1) {
+                cumulative += count;
+                // Bucket b holds [2^(b-1), 2^b) ms (bucket 0: under 1 ms).
+                let _ = writeln!(out, "{metric}_bucket{{{labels},le=\"{}\"}} {cumulative}", 1u64 << b);
+            }
+            cumulative += counts[BUCKETS - 1];
+            let _ = writeln!(out, "{metric}_bucket{{{labels},le=\"+Inf\"}} {cumulative}");
+            let _ = writeln!(out, "{metric}_count{{{labels}}} {cumulative}");
+        }
+    }
+
     /// Appends this namespace's histograms to a `latencies:` answer, `;`-separated; a
     /// histogram with no operations in the window answers with an empty value.
     pub fn report(&self, ns: &str, only: Option<&str>, out: &mut String) {

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod frame_reader;
+pub mod http;
 pub mod info;
 pub mod latency;
 pub mod node;
@@ -34,11 +35,23 @@ pub async fn run(config: config::Config, shutdown: impl std::future::Future<Outp
     }
     tracing::info!(node = %node.node_name, %listen, namespaces = node.namespaces().len(), "petreld serving");
     let (stop_tx, stop_rx) = watch::channel(false);
+    let http = if node.config.service.http_listen.is_empty() {
+        None
+    } else {
+        let at = &node.config.service.http_listen;
+        let l =
+            TcpListener::bind(at).await.map_err(|e| anyhow::anyhow!("service.http_listen: cannot bind {at}: {e}"))?;
+        tracing::info!(listen = %at, "HTTP endpoint serving /health, /ready and /metrics");
+        Some(tokio::spawn(http::serve(Arc::clone(&node), l, stop_rx.clone())))
+    };
     let server = tokio::spawn(service::serve(Arc::clone(&node), listener, stop_rx));
     shutdown.await;
     tracing::info!("shutting down: no new connections, finishing requests in flight");
     let _ = stop_tx.send(true);
     server.await?;
+    if let Some(h) = http {
+        h.await??;
+    }
     if let Some(c) = node.cluster() {
         c.stop().await;
     }
