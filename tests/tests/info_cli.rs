@@ -1,16 +1,8 @@
 //! `petrel-info` against a real petreld: values, `-l`, several hosts, errors and exit status.
-
-use std::process::Command;
-
 use petrel_tests::{petreld_path, Petreld};
 
 fn petrel_info(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_petrel-info-test")).args(args).output().expect("run petrel-info");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    petrel_tests::run_tool(env!("CARGO_BIN_EXE_petrel-info-test"), args)
 }
 
 #[test]
