@@ -248,3 +248,36 @@ fn a_truncation_survives_restarts_and_defragmentation() {
         }
     }
 }
+
+#[test]
+fn a_reused_block_never_brings_back_the_records_of_its_previous_use() {
+    // Regression: a block freed and written again held its earlier records past the new ones,
+    // and a restart read them as current (a delete and an update undone after SIGKILL).
+    let dir = Dir::new("reuse");
+    let clock = Arc::new(ManualClock::new(START_MS));
+    let value = |round: u8| vec![round; 30_000];
+    {
+        let (ns, _) = open(&dir, 1, &clock);
+        // Four records fill the first block; then each is updated (later blocks).
+        for round in 1..=2 {
+            for i in 0..4 {
+                put(&ns, key(i), &value(round), Ttl::NamespaceDefault).expect("put");
+            }
+        }
+        ns.delete(&key(3), GenerationPolicy::None).expect("delete");
+    }
+    {
+        // The first block holds nothing current: it is free again, and written first, with a
+        // record as long as the first one it held.
+        let (ns, _) = open(&dir, 1, &clock);
+        put(&ns, key(99), &value(9), Ttl::NamespaceDefault).expect("put");
+    }
+    let (ns, _) = open(&dir, 1, &clock);
+    // (first byte, length) of each value, to keep a failure readable.
+    let seen = |i: u64| get(&ns, key(i)).map(|g| (g.0[0], g.0.len()));
+    for i in 0..3 {
+        assert_eq!(seen(i), Some((2, 30_000)), "record {i}");
+    }
+    assert_eq!(seen(3), None, "a deleted record came back");
+    assert_eq!(seen(99), Some((9, 30_000)));
+}

@@ -89,15 +89,26 @@ impl DeviceFile {
     }
 
     /// After a restore: every block with nothing live is free.
-    pub fn collect_free(&self) {
+    /// Blocks that held records but keep none are erased on the file first: a block on the
+    /// file with a valid header is always one in use, so that nothing it held can come back
+    /// at a later restart once what superseded it is gone.
+    pub fn collect_free(&self) -> std::io::Result<()> {
         let mut st = self.state.lock();
         st.free.clear();
+        let mut erased = false;
         for b in 1..self.blocks {
             if self.live[b as usize].load(Ordering::Relaxed) == 0 {
-                self.sequences[b as usize].store(0, Ordering::Relaxed);
+                if self.sequences[b as usize].swap(0, Ordering::Relaxed) != 0 {
+                    self.file.write_at(&[0u8; BLOCK_HEADER_LEN], b as u64 * self.block_bytes as u64)?;
+                    erased = true;
+                }
                 st.free.push_back(b);
             }
         }
+        if erased {
+            self.file.sync()?;
+        }
+        Ok(())
     }
 
     pub fn free_blocks(&self) -> usize {
@@ -162,7 +173,17 @@ impl DeviceFile {
         let in_block = open.bytes.len();
         format::append_record(&mut open.bytes, header, set, image);
         let offset = open.index as u64 * self.block_bytes as u64 + in_block as u64;
-        if let Err(e) = self.file.write_at(&open.bytes[in_block..], offset) {
+        // Written with the record: a zero length after it ends the block's records, so that
+        // the records of the block's previous use, still on the file past this one, are
+        // never read as this use's.
+        let end = open.bytes.len();
+        let terminated = end + format::RECORD_END_LEN <= self.block_bytes;
+        if terminated {
+            open.bytes.extend_from_slice(&[0u8; format::RECORD_END_LEN]);
+        }
+        let written = self.file.write_at(&open.bytes[in_block..], offset);
+        open.bytes.truncate(end);
+        if let Err(e) = written {
             // Not on the file: not appended either.
             open.bytes.truncate(in_block);
             return Err(io_error(e));

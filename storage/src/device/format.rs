@@ -23,6 +23,9 @@ pub const BLOCK_HEADER_LEN: usize = 32;
 pub const RECORD_HEADER_LEN: usize = 48;
 /// Records start on multiples of this many bytes.
 pub const RECORD_ALIGN: usize = 8;
+/// Bytes of zeros written after the last record of a block (a record length of 0).
+pub const RECORD_END_LEN: usize = 4;
+
 /// Record flag: a durable delete (no image).
 pub const FLAG_TOMBSTONE: u8 = 1;
 /// Record flag: a truncation of the record's set (of the namespace when the set name is

@@ -269,10 +269,11 @@ impl DeviceEngine {
         }
     }
 
-    /// Ends a restore: blocks with nothing kept become free; starts the flusher.
-    pub fn start(&self) {
+    /// Ends a restore: blocks with nothing kept become free (erased on the file); starts the
+    /// flusher.
+    pub fn start(&self) -> Result<(), String> {
         for f in self.files.iter() {
-            f.collect_free();
+            f.collect_free().map_err(|e| format!("freeing blocks after the restore: {e}"))?;
         }
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let (files, every) = (Arc::clone(&self.files), Duration::from_millis(self.config.flush_max_ms.max(1)));
@@ -298,6 +299,7 @@ impl DeviceEngine {
             })
             .expect("spawn the device flusher");
         *self.flusher.lock() = Some((stop, handle));
+        Ok(())
     }
 
     fn block_of(&self, a: &DeviceAddr) -> u32 {

@@ -48,7 +48,7 @@ fn records_read_back_before_and_after_their_block_is_written_and_after_a_reopen(
     {
         let e = DeviceEngine::open("test", config(&d)).expect("open");
         e.scan(|_| panic!("a new store is empty")).expect("scan");
-        e.start();
+        e.start().expect("start");
         for (i, dg) in digests.iter().enumerate() {
             locs.push(e.write(&meta(dg, 1), &image(i)).expect("write"));
         }
@@ -101,7 +101,7 @@ fn a_damaged_record_ends_its_block_on_restore_and_is_never_served() {
     {
         let e = DeviceEngine::open("test", config(&d)).expect("open");
         e.scan(|_| {}).expect("scan");
-        e.start();
+        e.start().expect("start");
         la = e.write(&meta(&a, 1), b"first").expect("write");
         lb = e.write(&meta(&b, 1), b"second").expect("write");
     }
@@ -126,7 +126,7 @@ fn writes_stop_at_the_free_space_mark_while_deletes_go_on() {
     c.min_avail_pct = 25;
     let e = DeviceEngine::open("test", c).expect("open");
     e.scan(|_| {}).expect("scan");
-    e.start();
+    e.start().expect("start");
     let big = vec![7u8; 60 << 10];
     let mut wrote = 0;
     let err = loop {

@@ -59,7 +59,7 @@ impl Namespace<Engine> {
     ) -> Result<(Self, RestoreSummary), String> {
         let ns = Namespace::new(config, Engine::Device(engine), clock)?;
         let summary = ns.restore()?;
-        ns.device().expect("a device namespace").start();
+        ns.device().expect("a device namespace").start()?;
         Ok((ns, summary))
     }
 
