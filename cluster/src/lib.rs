@@ -32,6 +32,7 @@
 //! * `replica`: replica writes ([`ClusterNode::write_copies`]) and applying them.
 //! * `proxy`: requests and info commands carried to peers.
 //! * `report`: summary, peers, roles, bitmaps, counters.
+//! * `saved`: the partition versions of device namespaces, kept on disk across restarts.
 
 pub mod fabric;
 pub mod heartbeat;
