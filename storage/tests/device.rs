@@ -239,12 +239,11 @@ fn a_truncation_survives_restarts_and_defragmentation() {
             assert_eq!(get(&ns, key(i)).map(|g| g.0), expect(i), "record {i}, round {round}");
         }
         // Churn so that defragmentation moves the truncation marker too.
-        for r in 0..20u64 {
+        for _ in 0..20 {
             for i in 0..50 {
                 put(&ns, key(i), b"after", Ttl::NamespaceDefault).expect("rewrite");
             }
             ns.defrag(8).expect("defrag");
-            let _ = r;
         }
     }
 }

@@ -154,7 +154,7 @@ fn injected_faults_lose_nothing_acknowledged_and_serve_nothing_damaged() {
         x ^= x << 17;
         x
     };
-    let (mut failed, mut served_errors) = (0, 0);
+    let mut failed = 0;
     for restart in 0..8 {
         let ns = open();
         for k in 0..200u64 {
@@ -198,16 +198,15 @@ fn injected_faults_lose_nothing_acknowledged_and_serve_nothing_damaged() {
             // Reads in between: the model's value, an in-doubt one, or an error, never
             // anything else.
             let r = next() % 200;
-            match get(&ns, key(r)) {
-                Ok(got) => assert!(
+            // A read may fail while the medium fails; it must never serve a wrong value.
+            if let Ok(got) = get(&ns, key(r)) {
+                assert!(
                     got.as_ref() == model.get(&r) || in_doubt.get(&r).is_some_and(|d| *d == got),
                     "key {r} read {got:?}"
-                ),
-                Err(_) => served_errors += 1,
+                );
             }
         }
     }
     assert!(injected.load(Ordering::Relaxed) > 20, "faults were injected");
     assert!(failed > 0, "some calls failed");
-    let _ = served_errors;
 }

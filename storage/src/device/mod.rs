@@ -1,7 +1,8 @@
 //! The flash-optimized store: records appended to large write blocks on one or more files
-//! (or raw block devices), spread over them by digest, behind the in-memory index. Owns the
-//! write path (append to the open block, written through to the file; durable after
-//! `flush_max_ms`, or before the write returns with `commit_to_device`), reads (from the open and recently written blocks in memory, else from
+//! (a raw block device opens the same way, not yet tested), spread over them by digest,
+//! behind the in-memory index. Owns the write path (append to the open block, written through
+//! to the file; durable after `flush_max_ms`, or before the write returns with
+//! `commit_to_device`), reads (from the open and recently written blocks in memory, else from
 //! the file), live-byte accounting per block, free blocks and the stop-writes mark
 //! (`min_avail_pct`), durable deletes (tombstones), and the scan a cold restart rebuilds the
 //! index from. Defragmentation is driven by the namespace (`Namespace::defrag`), which knows
@@ -382,11 +383,6 @@ impl DeviceEngine {
         let zero = petrel_proto::Digest([0; 20]);
         let meta = ImageMeta { digest: &zero, generation: 0, void_time: 0, lut_ms: cutoff_ms, set, tombstone: false };
         self.append_flagged(&meta, &[], true, format::FLAG_TRUNCATE).map(|_| ())
-    }
-
-    /// Writes a truncation marker anew (moved out of a block being defragmented).
-    pub fn rewrite_truncate(&self, set: &[u8], cutoff_ms: u64) -> Result<(), StorageError> {
-        self.truncate(set, cutoff_ms)
     }
 
     /// Reads the image at `loc` into `scratch`.

@@ -147,6 +147,9 @@ impl Namespace<Engine> {
                 continue;
             }
             let block_bytes = device.config().write_block_bytes;
+            // Whether an older block is in use: asked once per block, not per tombstone (it
+            // looks at every block, and nothing is freed until the pass ends).
+            let older_in_use = device.older_blocks_than(fi, b, sequence);
             let mut at = format::BLOCK_HEADER_LEN;
             while at < bytes.len() {
                 let Ok(view) = format::read_record(&bytes[at..]) else { break };
@@ -156,28 +159,27 @@ impl Namespace<Engine> {
                     len: view.len as u32,
                 };
                 at += view.len;
-                self.relocate(device, &view, Location::device(addr), fi, b, sequence)?;
+                self.relocate(device, &view, Location::device(addr), older_in_use)?;
             }
             emptied.push((fi, b));
         }
         device.free_blocks(&emptied)
     }
 
-    /// Moves one record of a block being defragmented, if it is still current.
+    /// Moves one record of a block being defragmented, if it is still current; a tombstone or
+    /// truncation marker moves only while `older_in_use` (an older block may hold what it
+    /// hides).
     fn relocate(
         &self,
         device: &DeviceEngine,
         view: &format::RecordView<'_>,
         here: Location,
-        fi: u8,
-        b: u32,
-        sequence: u64,
+        older_in_use: bool,
     ) -> Result<(), StorageError> {
         let digest = &view.header.digest;
         if view.header.flags & format::FLAG_TRUNCATE != 0 {
-            // Kept while an older block may hold records it hides.
-            if device.older_blocks_than(fi, b, sequence) {
-                device.rewrite_truncate(view.set, view.header.lut_ms)?;
+            if older_in_use {
+                device.truncate(view.set, view.header.lut_ms)?;
             }
             device.release(here);
             return Ok(());
@@ -187,7 +189,7 @@ impl Namespace<Engine> {
         if view.header.flags & FLAG_TOMBSTONE != 0 {
             // A record written after the delete supersedes the tombstone; without one, the
             // tombstone must outlive every older block.
-            if current.is_none() && device.older_blocks_than(fi, b, sequence) {
+            if current.is_none() && older_in_use {
                 let meta = crate::engine::ImageMeta {
                     digest,
                     generation: view.header.generation,
