@@ -13,22 +13,27 @@ def free_port():
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def petreld():
+def start_petreld(args, wait_port, env=None):
+    """Starts petreld with `args`; returns the process once `wait_port` accepts (30 s at most)."""
     binary = os.environ.get("PETREL_BIN", os.path.join(os.path.dirname(__file__), "../../target/debug/petreld"))
-    port = free_port()
-    env = dict(os.environ, PETREL_NAMESPACE__TEST__NSUP_PERIOD="1")
-    proc = subprocess.Popen([binary, "--listen", f"127.0.0.1:{port}"], env=env)
+    proc = subprocess.Popen([binary, *args], env=env)
     deadline = time.monotonic() + 30
     while True:
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
+            socket.create_connection(("127.0.0.1", wait_port), timeout=1).close()
+            return proc
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
                 raise RuntimeError("petreld did not start")
             time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def petreld():
+    port = free_port()
+    env = dict(os.environ, PETREL_NAMESPACE__TEST__NSUP_PERIOD="1")
+    proc = start_petreld(["--listen", f"127.0.0.1:{port}"], port, env)
     yield ("127.0.0.1", port, proc)
     proc.terminate()
     try:

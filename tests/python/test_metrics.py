@@ -1,32 +1,17 @@
 """The HTTP endpoint's /metrics parses with the Prometheus text-format parser, and its figures
 follow what the official client does to the node."""
-import os
-import socket
-import subprocess
-import time
 import urllib.request
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import free_port
+from conftest import free_port, start_petreld
 
 
 @pytest.fixture(scope="module")
 def node_with_http():
-    binary = os.environ.get("PETREL_BIN", os.path.join(os.path.dirname(__file__), "../../target/debug/petreld"))
     port, http = free_port(), free_port()
-    proc = subprocess.Popen([binary, "--listen", f"127.0.0.1:{port}", "--http", f"127.0.0.1:{http}"])
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", http), timeout=1).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError("petreld did not start")
-            time.sleep(0.05)
+    proc = start_petreld(["--listen", f"127.0.0.1:{port}", "--http", f"127.0.0.1:{http}"], http)
     yield port, http
     proc.terminate()
     try:
