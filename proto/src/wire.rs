@@ -254,6 +254,13 @@ pub enum ResultCode {
     BatchMaxRequests = 151,
     BatchQueuesFull = 152,
     GeoInvalidGeoJson = 160,
+    IndexFound = 200,
+    IndexNotFound = 201,
+    IndexOom = 202,
+    IndexNotReadable = 203,
+    IndexGeneric = 204,
+    IndexName = 205,
+    IndexMaxCount = 206,
 }
 
 impl ResultCode {
@@ -265,7 +272,7 @@ impl ResultCode {
     /// The code for a wire byte, if it is one Petrel knows.
     pub fn from_u8(v: u8) -> Option<ResultCode> {
         use ResultCode::*;
-        const ALL: [ResultCode; 36] = [
+        const ALL: [ResultCode; 43] = [
             Ok,
             Unknown,
             NotFound,
@@ -302,6 +309,13 @@ impl ResultCode {
             BatchMaxRequests,
             BatchQueuesFull,
             GeoInvalidGeoJson,
+            IndexFound,
+            IndexNotFound,
+            IndexOom,
+            IndexNotReadable,
+            IndexGeneric,
+            IndexName,
+            IndexMaxCount,
         ];
         ALL.iter().copied().find(|c| c.code() == v)
     }

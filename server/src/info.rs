@@ -19,9 +19,9 @@ use crate::node::{Node, NodeCounters};
 /// namespaces have no transaction support and refuse such commands with UNSUPPORTED_FEATURE
 /// (16), changing nothing.
 pub const BUILD: &str = "8.0.0.0";
-/// What `features` claims: only what works (no geospatial queries or background query
-/// status until they are built).
-const FEATURES: &str = "batch-any;batch-index;blob-bits;cdt-list;cdt-map;cluster-stable;float;peers;pipelining;pquery;pscans;replicas;replicas-all;replicas-master;replicas-max;truncate-namespace";
+/// What `features` claims: only what works (no background query status or UDFs until they
+/// are built).
+const FEATURES: &str = "batch-any;batch-index;blob-bits;cdt-index;cdt-list;cdt-map;cluster-stable;float;geo;peers;pipelining;pquery;pscans;replicas;replicas-all;replicas-master;replicas-max;sindex-exists;truncate-namespace";
 /// Longest info request line we answer.
 const LINE_LEN_MAX: usize = 4096;
 /// Most commands in one info request.
@@ -35,7 +35,8 @@ pub async fn handle(node: &Node, body: &[u8], out: &mut Vec<u8>) {
     for line in text.split('\n').filter(|l| !l.is_empty()).take(COMMANDS_MAX) {
         let line = truncate_at_char_boundary(line, LINE_LEN_MAX);
         let mut value = answer(node, line);
-        let cluster_wide = matches!(split_command(line).0, "truncate" | "truncate-namespace");
+        let cluster_wide =
+            matches!(split_command(line).0, "truncate" | "truncate-namespace" | "sindex-create" | "sindex-delete");
         if let (Some(cluster), true, "ok") = (node.cluster(), cluster_wide, value.as_str()) {
             for (peer, answer) in cluster.info_on_peers(line).await {
                 if answer != "ok" {
@@ -76,7 +77,7 @@ fn params(rest: &str) -> impl Iterator<Item = (&str, &str)> {
     rest.split(';').filter(|p| !p.is_empty()).map(|p| p.split_once('=').unwrap_or((p, "")))
 }
 
-fn param<'a>(rest: &'a str, key: &str) -> Option<&'a str> {
+pub(crate) fn param<'a>(rest: &'a str, key: &str) -> Option<&'a str> {
     params(rest).find(|(k, _)| *k == key).map(|(_, v)| v)
 }
 
@@ -134,6 +135,12 @@ fn answer(node: &Node, line: &str) -> String {
         "cluster-stable" => cluster_stable(node, rest),
         "truncate" => truncate(node, rest, false),
         "truncate-namespace" => truncate(node, rest, true),
+        "sindex-create" => crate::info_sindex::create(node, rest),
+        "sindex-delete" => crate::info_sindex::delete(node, rest),
+        "sindex-list" => crate::info_sindex::list(node, rest),
+        "sindex" => crate::info_sindex::by_path(node, rest),
+        "sindex-stat" => crate::info_sindex::stat(node, rest),
+        "sindex-exists" => crate::info_sindex::exists(node, rest),
         _ => "ERROR:4:unrecognized command".to_string(),
     }
 }
@@ -297,13 +304,14 @@ cache_read_pct={}",
     o
 }
 
-fn set_line(ns: &str, set: &petrel_storage::namespace::SetStats, with_names: bool) -> String {
+fn set_line(ns: &str, set: &petrel_storage::namespace::SetStats, sindexes: usize, with_names: bool) -> String {
     let head = if with_names { format!("ns={ns}:set={}:", set.name) } else { String::new() };
     format!(
-        "{head}objects={}:tombstones=0:data_used_bytes=0:truncate_lut={}:sindexes=0:index_populating=false:truncating=false:default-read-touch-ttl-pct=0:default-ttl=0:disable-eviction=false:enable-index=false:stop-writes-count=0:stop-writes-size=0;",
+        "{head}objects={}:tombstones=0:data_used_bytes=0:truncate_lut={}:sindexes={}:index_populating=false:truncating=false:default-read-touch-ttl-pct=0:default-ttl=0:disable-eviction=false:enable-index=false:stop-writes-count=0:stop-writes-size=0;",
         set.objects,
         // Milliseconds since the Citrusleaf epoch, as the server reports truncate cut-offs.
         set.truncate_lut_ms,
+        sindexes,
     )
 }
 
@@ -316,11 +324,13 @@ fn sets(node: &Node, rest: &str) -> String {
         if ns_filter.is_some_and(|n| n != s.ns.name()) {
             continue;
         }
+        let indexes = s.ns.sindexes();
         for set in s.ns.stats().sets {
+            let sindexes = indexes.iter().filter(|ix| ix.def.set.as_deref() == Some(set.name.as_bytes())).count();
             match set_filter {
                 Some(f) if f != set.name => {}
-                Some(_) => out.push_str(&set_line(s.ns.name(), &set, false)),
-                None => out.push_str(&set_line(s.ns.name(), &set, true)),
+                Some(_) => out.push_str(&set_line(s.ns.name(), &set, sindexes, false)),
+                None => out.push_str(&set_line(s.ns.name(), &set, sindexes, true)),
             }
         }
     }

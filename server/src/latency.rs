@@ -23,15 +23,17 @@ pub enum LatencyKind {
     BatchSubRead = 3,
     BatchSubWrite = 4,
     PiQuery = 5,
+    SiQuery = 6,
 }
 
-const KINDS: [(LatencyKind, &str); 6] = [
+const KINDS: [(LatencyKind, &str); 7] = [
     (LatencyKind::Read, "read"),
     (LatencyKind::Write, "write"),
     (LatencyKind::Udf, "udf"),
     (LatencyKind::BatchSubRead, "batch-sub-read"),
     (LatencyKind::BatchSubWrite, "batch-sub-write"),
     (LatencyKind::PiQuery, "pi-query"),
+    (LatencyKind::SiQuery, "si-query"),
 ];
 
 #[derive(Debug, Default)]

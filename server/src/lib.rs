@@ -9,6 +9,7 @@ pub mod config;
 pub mod frame_reader;
 pub mod http;
 pub mod info;
+mod info_sindex;
 pub mod latency;
 pub mod node;
 pub mod service;

@@ -47,6 +47,16 @@ pub enum StorageError {
     Internal(&'static str),
     #[error("device error: {0}")]
     Device(String),
+    #[error("secondary index exists: {0}")]
+    IndexFound(&'static str),
+    #[error("secondary index not found")]
+    IndexNotFound,
+    #[error("secondary index is still being built")]
+    IndexNotReadable,
+    #[error("bad secondary index name: {0}")]
+    IndexName(&'static str),
+    #[error("too many secondary indexes")]
+    IndexMaxCount,
 }
 
 impl StorageError {
@@ -73,6 +83,11 @@ impl StorageError {
             OpNotApplicable(_) => ResultCode::OpNotApplicable,
             FilteredOut => ResultCode::FilteredOut,
             Internal(_) | Device(_) => ResultCode::Unknown,
+            IndexFound(_) => ResultCode::IndexFound,
+            IndexNotFound => ResultCode::IndexNotFound,
+            IndexNotReadable => ResultCode::IndexNotReadable,
+            IndexName(_) => ResultCode::IndexName,
+            IndexMaxCount => ResultCode::IndexMaxCount,
         }
     }
 }

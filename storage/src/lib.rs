@@ -29,6 +29,7 @@ pub mod nsup;
 mod oparg;
 pub mod ops;
 pub mod record;
+pub mod sindex;
 pub mod value;
 
 pub use device::{DeviceConfig, DeviceEngine, DeviceFileConfig};

@@ -6,12 +6,13 @@
 //!   [`single`] carries it through routing, execution and answer; [`read`], [`write`] and
 //!   [`delete`] execute it; [`replicate`] hands a write's outcome to the cluster.
 //! * [`batch`] runs the rows of a batch through the single-record path.
-//! * [`scan`] walks partitions.
+//! * [`scan`] walks partitions, for scans and (through [`index_query`]) index queries.
 //! * [`answer`] builds answer messages and streams long answers.
 
 mod answer;
 mod batch;
 mod delete;
+mod index_query;
 mod read;
 mod replicate;
 mod request;

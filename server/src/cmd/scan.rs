@@ -1,5 +1,6 @@
-//! Partition scans (the clients' scans and queries without an index): each requested
-//! partition is walked in digest order, from its start or after a digest, a batch of records
+//! Partition scans and queries: each requested partition is walked in digest order (a query
+//! with an index range walks the index's matching records of the partition, also in digest
+//! order, see [`super::index_query`]), from its start or after a digest, a batch of records
 //! at a time without holding a sprig lock while answering (a filter expression, when sent,
 //! is applied under the lock); each partition answered
 //! "done", or "unavailable" in a cluster when this node is not its acting master (the client
@@ -17,6 +18,7 @@ use petrel_storage::exp::Program;
 use tokio::io::AsyncWrite;
 
 use super::answer::{self, Stream};
+use super::index_query::{self, IndexQuery};
 use super::request::carries_transaction;
 use crate::latency::LatencyKind;
 use crate::node::Node;
@@ -34,14 +36,12 @@ struct ScanRequest<'a> {
     filter: Option<Program>,
     /// Partitions from their start (PID_ARRAY), and partitions to resume after a digest.
     work: Vec<(u16, Option<Digest>)>,
+    /// The secondary index and range of a query; `None` for a scan.
+    index: Option<IndexQuery>,
 }
 
 fn parse<'a>(msg: &Message<'a>, ns: &petrel_storage::Namespace) -> Result<ScanRequest<'a>, ResultCode> {
-    if msg.field(FieldType::IndexRange).is_some()
-        || msg.field(FieldType::UdfOp).is_some()
-        || msg.header.info2 & info2::WRITE != 0
-        || carries_transaction(msg)
-    {
+    if msg.field(FieldType::UdfOp).is_some() || msg.header.info2 & info2::WRITE != 0 || carries_transaction(msg) {
         return Err(ResultCode::UnsupportedFeature);
     }
     let set_name = msg.field(FieldType::Set).unwrap_or(b"");
@@ -90,6 +90,7 @@ fn parse<'a>(msg: &Message<'a>, ns: &petrel_storage::Namespace) -> Result<ScanRe
         records_max,
         filter: msg.field(FieldType::Filter).map(Program::compile).transpose().map_err(|e| e.result_code())?,
         work,
+        index: index_query::parse(msg, ns)?,
     })
 }
 
@@ -113,6 +114,9 @@ pub(crate) async fn run<W: AsyncWrite + Unpin>(
             return Ok(());
         }
     };
+    if let Some(q) = &scan.index {
+        q.index.count_query();
+    }
     let ns_field = ns.name().as_bytes();
     // Set names are looked up once per scan, not once per record.
     let mut set_names: HashMap<u16, Option<Vec<u8>>> = HashMap::new();
@@ -134,7 +138,7 @@ pub(crate) async fn run<W: AsyncWrite + Unpin>(
         }
         let out = &mut *stream.out;
         let limit = scan.records_max - returned;
-        let walked = ns.scan_partition_filtered(pid, after, scan.set_id, limit, scan.filter.as_ref(), |r| {
+        let visit = |r: &petrel_storage::namespace::ScanRecord<'_>| {
             // Like Aerospike, a scan selecting bins skips the records holding none of them.
             if !scan.no_bins && !scan.bins.is_empty() && !r.image.bins().flatten().any(|b| scan.bins.contains(&b.name))
             {
@@ -157,6 +161,12 @@ pub(crate) async fn run<W: AsyncWrite + Unpin>(
                 write_key_field(out, k.particle, k.bytes);
                 n_fields += 1;
             }
+            if let Some(q) = &scan.index {
+                // The clients keep the last value per partition and send it back on resume;
+                // Petrel resumes by digest alone, but answers the value like Aerospike does.
+                write_field(out, FieldType::BvalArray as u8, &q.bval(&r.image).to_le_bytes());
+                n_fields += 1;
+            }
             mark.set_n_fields(out, n_fields);
             let mut n_ops = 0;
             if !scan.no_bins {
@@ -169,7 +179,13 @@ pub(crate) async fn run<W: AsyncWrite + Unpin>(
             }
             mark.set_n_ops(out, answer::saturating_u16(n_ops));
             true
-        });
+        };
+        let walked = match &scan.index {
+            Some(q) => {
+                ns.query_partition(&q.index, pid, &q.range, after, scan.set_id, limit, scan.filter.as_ref(), visit)
+            }
+            None => ns.scan_partition_filtered(pid, after, scan.set_id, limit, scan.filter.as_ref(), visit),
+        };
         let progress = match walked {
             Ok(p) => p,
             Err(e) => {
@@ -185,6 +201,7 @@ pub(crate) async fn run<W: AsyncWrite + Unpin>(
         stream.flush_if_full().await?;
     }
     stream.finish(ResultCode::Ok);
-    sns.latencies.record(LatencyKind::PiQuery, started.elapsed());
+    let kind = if scan.index.is_some() { LatencyKind::SiQuery } else { LatencyKind::PiQuery };
+    sns.latencies.record(kind, started.elapsed());
     Ok(())
 }

@@ -208,3 +208,15 @@ impl Exec {
 fn nothing() -> CdtOutcome {
     CdtOutcome { new_value: None, result: None }
 }
+
+/// The element a CDT context (type/value pairs) names inside `root`, for reading: `None` when
+/// the context is malformed or names nothing. Secondary indexes on nested elements use it.
+pub fn walk_context<'a>(root: &'a mut MsgValue, ctx: &[MsgValue]) -> Option<&'a mut MsgValue> {
+    let mut created = false;
+    navigate(root, ctx, false, &mut created).ok()
+}
+
+/// A decoded list's elements, without the leading marker that carries its order flags.
+pub fn list_items(items: &[MsgValue]) -> &[MsgValue] {
+    stored::strip_list_marker(items)
+}

@@ -22,3 +22,10 @@ mod tests;
 pub use decode::{Program, DEPTH_MAX, NODES_MAX};
 pub use eval::{Bins, RecordCtx};
 pub use value::EVal;
+
+/// Whether one GeoJSON value (bare JSON text or a stored particle) lies within the other or
+/// contains it; `None` when either is not GeoJSON that is understood. Secondary-index geo
+/// queries share the expressions' geometry.
+pub fn geo_compare(left: &[u8], right: &[u8]) -> Option<bool> {
+    geo::compare(left, right)
+}

@@ -143,7 +143,7 @@ impl<E: StorageEngine> Namespace<E> {
         }
         let entry_set = existing.map_or(set_id, |h| tree.entry(h).set_id());
         let loc = self.write_image(digest, entry_set, copy.meta, copy.image)?;
-        let h = self.install(&mut tree, existing, digest, set_id, loc, copy.image.len());
+        let h = self.install(&mut tree, existing, digest, set_id, loc, copy.image);
         let e = tree.entry_mut(h);
         e.generation = copy.meta.generation;
         e.void_time = copy.meta.void_time;
@@ -170,12 +170,14 @@ impl<E: StorageEngine> Namespace<E> {
             let mut tree = partition.lock_sprig(sprig);
             let before = tree.arena_bytes();
             let old = std::mem::take(&mut *tree);
-            drop(tree);
             let mut sets = Vec::new();
             old.visit_from(None, |e| {
                 sets.push(e.set_id());
+                // Under the sprig lock, so a write that follows finds its entries gone.
+                self.sindexes.on_remove(&e.digest);
                 true
             });
+            drop(tree);
             dropped += sets.len() as u64;
             for set in sets {
                 self.set_objects[set as usize].fetch_sub(1, Ordering::Relaxed);

@@ -125,7 +125,7 @@ impl Namespace<Engine> {
         }
         device.keep(&r.location);
         let key_stored = crate::record::ImageView::parse(r.view.image).map(|i| i.key.is_some()).unwrap_or(false);
-        let h2 = self.install(&mut tree, existing, digest, set_id, r.location, r.view.image.len());
+        let h2 = self.install(&mut tree, existing, digest, set_id, r.location, r.view.image);
         let e = tree.entry_mut(h2);
         e.generation = h.generation;
         e.void_time = h.void_time;

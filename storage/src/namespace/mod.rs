@@ -31,6 +31,7 @@ mod device;
 mod exp_ops;
 mod filter;
 mod operate;
+mod query;
 mod read;
 mod scan;
 mod sets;
@@ -41,6 +42,7 @@ pub use config::NamespaceConfig;
 pub use copies::{generation_cmp, ConflictResolution, RecordCopy, ReplicaApplied};
 pub use device::{Defragmenter, RestoreSummary};
 pub use operate::OperateOutcome;
+pub use query::SindexCreated;
 pub use scan::{ScanProgress, ScanRecord};
 pub use sets::SETS_MAX;
 pub use stats::{NamespaceStats, SetStats};
@@ -96,6 +98,8 @@ pub struct Namespace<E: StorageEngine = Engine> {
     set_truncate_lut_ms: Box<[AtomicU64]>,
     pub(crate) counters: Counters,
     pub(crate) stop_writes: AtomicBool,
+    /// Secondary indexes, kept up to date wherever an image is installed or an entry dropped.
+    pub(crate) sindexes: crate::sindex::Registry,
 }
 
 impl Namespace<Engine> {
@@ -121,6 +125,7 @@ impl<E: StorageEngine> Namespace<E> {
             set_truncate_lut_ms: (0..=SETS_MAX).map(|_| AtomicU64::new(0)).collect(),
             counters: Counters::default(),
             stop_writes: AtomicBool::new(false),
+            sindexes: crate::sindex::Registry::default(),
             name: config.name.clone(),
             config: RwLock::new(config),
         };
@@ -225,6 +230,7 @@ impl<E: StorageEngine> Namespace<E> {
         let Some(removed) = tree.remove(digest) else {
             return false;
         };
+        self.sindexes.on_remove(digest);
         self.account_arena(before, tree.arena_bytes());
         if let Some(loc) = removed.loc {
             self.engine.release(loc);
@@ -243,7 +249,8 @@ impl<E: StorageEngine> Namespace<E> {
     }
 
     /// Puts a newly written image in place: into the existing entry (releasing the old image)
-    /// or into a new entry of set `set_id`, keeping the counters true. Returns the entry.
+    /// or into a new entry of set `set_id`, keeping the counters and the secondary indexes
+    /// true. Returns the entry.
     fn install(
         &self,
         tree: &mut Tree<E::Loc>,
@@ -251,7 +258,7 @@ impl<E: StorageEngine> Namespace<E> {
         digest: &Digest,
         set_id: u16,
         loc: E::Loc,
-        data_size: usize,
+        image: &[u8],
     ) -> Handle {
         let h = match existing {
             Some(h) => h,
@@ -270,7 +277,9 @@ impl<E: StorageEngine> Namespace<E> {
         if let Some(old) = e.loc.replace(loc) {
             self.engine.release(old);
         }
-        e.data_size = data_size as u32;
+        e.data_size = image.len() as u32;
+        let entry_set = e.set_id();
+        self.sindexes.on_write(digest, entry_set, image);
         h
     }
 

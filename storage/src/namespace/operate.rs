@@ -206,7 +206,7 @@ impl<E: StorageEngine> Namespace<E> {
             lut_ms: now_ms.max(old_lut_ms + 1).max(self.truncate_cutoff_ms(entry_set) + 1),
         };
         let loc = self.write_image(digest, entry_set, meta, &new_image)?;
-        let h = self.install(&mut tree, existing, digest, set_id, loc, new_image.len());
+        let h = self.install(&mut tree, existing, digest, set_id, loc, &new_image);
         let e = tree.entry_mut(h);
         e.generation = meta.generation;
         e.void_time = meta.void_time;
