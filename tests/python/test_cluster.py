@@ -129,3 +129,30 @@ def test_steady_state_requests_are_never_proxied(client):
     objects = sum(int(dict(kv.split("=", 1) for kv in v.split(";") if "=" in kv)["master_objects"])
                   for v in info_all(client, "namespace/test").values())
     assert objects == 2000
+
+
+def test_an_index_made_through_one_node_serves_queries_on_every_node(client):
+    from aerospike import predicates as p
+
+    for i in range(600):
+        client.put(("test", "py-sindex", i), {"age": i % 100})
+    client.index_integer_create("test", "py-sindex", "age", "py_age")
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            stats = info_all(client, "sindex/test/py_age")
+            if all("load_pct=100" in s for s in stats.values()):
+                break
+            assert time.monotonic() < deadline, f"index not built everywhere: {stats}"
+            time.sleep(0.1)
+        assert len(stats) == NODES
+        # Every copy is indexed on the node holding it: two entries per record.
+        entries = sum(int(s.split("entries=")[1].split(";")[0]) for s in stats.values())
+        assert entries == 2 * 600
+        q = client.query("test", "py-sindex")
+        q.where(p.between("age", 10, 19))
+        digests = [bytes(r[0][3]) for r in q.results()]
+        assert len(digests) == 60 and len(set(digests)) == 60, "each matching record exactly once"
+    finally:
+        client.index_remove("test", "py_age")
+    assert all(s == "" for s in info_all(client, "sindex-list:ns=test").values()), "deleted on every node"

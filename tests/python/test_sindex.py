@@ -1,0 +1,150 @@
+"""Secondary indexes and queries through the official Python client against one real node:
+every index type and collection type, every predicate kind, geo within/contains, queries
+combined with expressions, partition filters, and index entries against a full scan after a
+write/delete storm."""
+import json
+import time
+
+import aerospike
+import pytest
+from aerospike import exception as ex
+from aerospike import predicates as p
+from aerospike_helpers import cdt_ctx
+from aerospike_helpers import expressions as exp
+
+NS = "test"
+SET = "sidx"
+SEND_KEY = {"key": aerospike.POLICY_KEY_SEND}
+
+
+def wait_built(client, name):
+    deadline = time.monotonic() + 30
+    while True:
+        text = client.info_all(f"sindex/{NS}/{name}")
+        done = all("load_pct=100" in (value or "") for _, (_, value) in text.items())
+        if done:
+            return
+        assert time.monotonic() < deadline, f"index {name} not built: {text}"
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def data(client):
+    client.truncate(NS, SET, 0)
+    for i in range(200):
+        rec = {
+            "n": i,
+            "s": f"name{i % 10}",
+            "b": bytearray([i % 7]),
+            "l": [i, i + 1000],
+            "m": {f"k{i % 5}": i % 3, "nested": {"x": i % 4}},
+            "g": aerospike.GeoJSON({"type": "Point", "coordinates": [-122.0 + i * 0.01, 37.0]}),
+        }
+        client.put((NS, SET, i), rec, policy=SEND_KEY)
+    made = []
+
+    def make(create, *args, **kwargs):
+        create(*args, **kwargs)
+        name = args[-1] if "name" not in kwargs else kwargs["name"]
+        made.append(name)
+        wait_built(client, name)
+
+    make(client.index_integer_create, NS, SET, "n", "ix_n")
+    make(client.index_string_create, NS, SET, "s", "ix_s")
+    make(client.index_blob_create, NS, SET, "b", "ix_b")
+    make(client.index_list_create, NS, SET, "l", aerospike.INDEX_NUMERIC, "ix_l")
+    make(client.index_map_keys_create, NS, SET, "m", aerospike.INDEX_STRING, "ix_mk")
+    make(client.index_map_values_create, NS, SET, "m", aerospike.INDEX_NUMERIC, "ix_mv")
+    make(client.index_geo2dsphere_create, NS, SET, "g", "ix_g")
+    ctx = [cdt_ctx.cdt_ctx_map_key("nested")]
+    client.index_cdt_create(NS, SET, "m", aerospike.INDEX_TYPE_MAPVALUES, aerospike.INDEX_NUMERIC, "ix_ctx", ctx)
+    made.append("ix_ctx")
+    wait_built(client, "ix_ctx")
+    yield ctx
+    for name in made:
+        client.index_remove(NS, name)
+    client.truncate(NS, SET, 0)
+
+
+def keys_of(client, predicate, *, ctx=None, expr=None, partition_filter=None):
+    q = client.query(NS, SET)
+    q.where(predicate, ctx) if ctx else q.where(predicate)
+    policy = {}
+    if expr is not None:
+        policy["expressions"] = expr.compile()
+    if partition_filter is not None:
+        policy["partition_filter"] = partition_filter
+    return sorted(rec[0][2] for rec in q.results(policy))
+
+
+def test_every_index_type_and_predicate(client, data):
+    assert keys_of(client, p.equals("n", 17)) == [17]
+    assert keys_of(client, p.between("n", 10, 14)) == [10, 11, 12, 13, 14]
+    assert keys_of(client, p.equals("s", "name3")) == list(range(3, 200, 10))
+    assert keys_of(client, p.equals("b", bytearray([2]))) == list(range(2, 200, 7))
+    assert keys_of(client, p.contains("l", aerospike.INDEX_TYPE_LIST, 1005)) == [5]
+    assert keys_of(client, p.range("l", aerospike.INDEX_TYPE_LIST, 1198, 5000)) == [198, 199]
+    assert keys_of(client, p.contains("m", aerospike.INDEX_TYPE_MAPKEYS, "k4")) == list(range(4, 200, 5))
+    assert keys_of(client, p.contains("m", aerospike.INDEX_TYPE_MAPVALUES, 2)) == list(range(2, 200, 3))
+    assert keys_of(client, p.contains("m", aerospike.INDEX_TYPE_MAPVALUES, 3), ctx=data) == list(range(3, 200, 4))
+
+
+def test_geo_within_and_contains(client, data):
+    region = {"type": "Polygon",
+              "coordinates": [[[-121.905, 36.9], [-121.855, 36.9], [-121.855, 37.1], [-121.905, 37.1], [-121.905, 36.9]]]}
+    # Points at -122 + i/100: i = 10..14 lie inside (-121.9 .. -121.86).
+    assert keys_of(client, p.geo_within_geojson_region("g", json.dumps(region))) == [10, 11, 12, 13, 14]
+    # An AeroCircle of 2 km around point 0: points 0, 1 and 2 (0.01 degrees of longitude is ~890 m).
+    assert keys_of(client, p.geo_within_radius("g", -122.0, 37.0, 2000)) == [0, 1, 2]
+    client.put((NS, SET, "region"), {"area": aerospike.GeoJSON(region)}, policy=SEND_KEY)
+    client.index_geo2dsphere_create(NS, SET, "area", "ix_area")
+    try:
+        wait_built(client, "ix_area")
+        point = aerospike.GeoJSON({"type": "Point", "coordinates": [-121.88, 37.0]})
+        q = client.query(NS, SET)
+        q.where(p.geo_contains_geojson_point("area", point.dumps()))
+        assert [r[0][2] for r in q.results()] == ["region"]
+    finally:
+        client.index_remove(NS, "ix_area")
+        client.remove((NS, SET, "region"))
+
+
+def test_query_with_an_expression_and_a_partition_filter(client, data):
+    even = exp.Eq(exp.IntBin("n") % 2, 0)
+    assert keys_of(client, p.between("n", 0, 9), expr=even) == [0, 2, 4, 6, 8]
+    everything = keys_of(client, p.between("n", 0, 199))
+    halves = keys_of(client, p.between("n", 0, 199), partition_filter={"begin": 0, "count": 2048}) + \
+        keys_of(client, p.between("n", 0, 199), partition_filter={"begin": 2048, "count": 2048})
+    assert sorted(halves) == everything == list(range(200))
+
+
+def test_a_query_without_an_index_is_refused(client, data):
+    with pytest.raises(ex.IndexNotFound):
+        keys_of(client, p.equals("no_such_bin", 1))
+
+
+def test_index_listing_and_statistics(client, data):
+    listing = client.info_all(f"sindex-list:ns={NS}")
+    text = next(iter(listing.values()))[1]
+    assert "indexname=ix_n:set=sidx:bin=n:type=numeric:indextype=default" in text
+    stats = next(iter(client.info_all(f"sindex/{NS}/ix_n").values()))[1]
+    assert "entries=200" in stats and "load_pct=100" in stats
+
+
+def test_entries_match_a_scan_after_a_storm(client, data):
+    for i in range(300):
+        k = (NS, SET, i % 120)
+        if i % 3 == 0:
+            try:
+                client.remove(k)
+            except ex.RecordNotFound:
+                pass
+        elif i % 3 == 1:
+            client.put(k, {"n": 1000 + i}, policy=SEND_KEY)
+        else:
+            client.put(k, {"n": "not a number"}, policy=SEND_KEY)
+    want = sorted(r[0][2] for r in client.scan(NS, SET).results() if isinstance(r[2].get("n"), int)
+                  and 0 <= r[2]["n"] <= 10_000)
+    assert keys_of(client, p.between("n", 0, 10_000)) == want
+    entries = int(next(iter(client.info_all(f"sindex/{NS}/ix_n").values()))[1].split("entries=")[1].split(";")[0])
+    assert entries == len(want)
