@@ -38,7 +38,11 @@ pub async fn handle(node: &Node, body: &[u8], out: &mut Vec<u8>) {
         let cluster_wide =
             matches!(split_command(line).0, "truncate" | "truncate-namespace" | "sindex-create" | "sindex-delete");
         if let (Some(cluster), true, "ok") = (node.cluster(), cluster_wide, value.as_str()) {
-            for (peer, answer) in cluster.info_on_peers(line).await {
+            let forwarded = match split_command(line) {
+                ("sindex-create" | "sindex-delete", rest) => crate::info_sindex::stamped_for_peers(node, line, rest),
+                _ => line.to_string(),
+            };
+            for (peer, answer) in cluster.info_on_peers(&forwarded).await {
                 if answer != "ok" {
                     value = format!("ERROR::node {peer:X}: {answer}");
                 }
@@ -141,6 +145,7 @@ fn answer(node: &Node, line: &str) -> String {
         "sindex" => crate::info_sindex::by_path(node, rest),
         "sindex-stat" => crate::info_sindex::stat(node, rest),
         "sindex-exists" => crate::info_sindex::exists(node, rest),
+        "sindex-catalog" => node.sindex_catalog.describe(),
         _ => "ERROR:4:unrecognized command".to_string(),
     }
 }

@@ -1,8 +1,9 @@
 //! Secondary-index info commands, with Aerospike's syntax and answers: `sindex-create`,
 //! `sindex-delete`, `sindex-list` (and plain `sindex`), `sindex/<ns>[/<name>]`,
-//! `sindex-stat`, `sindex-exists`. Creating and deleting run on every member of a cluster
-//! ([`crate::info::handle`] forwards them); creating builds the index over the records already
-//! stored on a background thread, and `load_pct` says how far it got.
+//! `sindex-stat`, `sindex-exists`, and `sindex-catalog` (the definitions with their stamps,
+//! [`crate::sindex_catalog`]). Creating and deleting run on every member of a cluster
+//! ([`crate::info::handle`] forwards them, stamped); creating builds the index over the
+//! records already stored on a background thread, and `load_pct` says how far it got.
 
 use std::fmt::Write as _;
 
@@ -11,10 +12,43 @@ use petrel_storage::namespace::SindexCreated;
 use petrel_storage::sindex::{Collection, KeySpec, KeyType, Sindex, SindexDef};
 
 use crate::node::Node;
+use crate::sindex_catalog::Change;
+
+/// Where a create or delete comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// A client: stamped here; a create conflicting with an index of the same name fails.
+    Client,
+    /// Another member or the catalog pull, with the change's stamp: applied only when later
+    /// than what this node holds, replacing a conflicting definition.
+    Peer(u64),
+    /// The saved catalog at start-up: applied as it is.
+    Restore(u64),
+}
+
+fn origin(rest: &str) -> Result<Origin, String> {
+    match super::info::param(rest, "stamp") {
+        None => Ok(Origin::Client),
+        Some(s) => s.parse().map(Origin::Peer).map_err(|_| "ERROR:4:stamp must be milliseconds".to_string()),
+    }
+}
+
+/// The arguments without the stamp, as the catalog keeps them.
+fn args_without_stamp(rest: &str) -> String {
+    rest.split(';').filter(|p| !p.is_empty() && !p.starts_with("stamp=")).collect::<Vec<_>>().join(";")
+}
 
 /// `sindex-create:ns=<ns>;set=<set>;indexname=<name>;indexdata=<bin>,<type>` (or
-/// `bin=<bin>;type=<type>`), with `indextype=LIST|MAPKEYS|MAPVALUES` and `context=<base64>`.
+/// `bin=<bin>;type=<type>`), with `indextype=LIST|MAPKEYS|MAPVALUES`, `context=<base64>` and,
+/// from another member, `stamp=<ms>`.
 pub(crate) fn create(node: &Node, rest: &str) -> String {
+    match origin(rest) {
+        Ok(o) => create_from(node, rest, o),
+        Err(e) => e,
+    }
+}
+
+fn create_from(node: &Node, rest: &str, origin: Origin) -> String {
     let p = |k: &str| super::info::param(rest, k);
     let Some(ns_name) = p("ns").or_else(|| p("namespace")).filter(|n| !n.is_empty()) else {
         return "ERROR:4:namespace required".to_string();
@@ -56,7 +90,19 @@ pub(crate) fn create(node: &Node, rest: &str) -> String {
         spec: KeySpec { bin: bin.as_bytes().to_vec(), key_type, collection, ctx },
         ctx_base64,
     };
-    match sns.ns.create_sindex(def) {
+    let catalog = &node.sindex_catalog;
+    let stamp_ms = match origin {
+        Origin::Client => catalog.next_stamp(ns_name, name),
+        Origin::Peer(stamp) if !catalog.is_later(ns_name, name, stamp) => return "ok".to_string(),
+        Origin::Peer(stamp) | Origin::Restore(stamp) => {
+            // The later definition wins over one of the same name this node still holds.
+            if sns.ns.sindex(name).is_some_and(|held| held.def != def) {
+                sns.ns.delete_sindex(name);
+            }
+            stamp
+        }
+    };
+    let answer = match sns.ns.create_sindex(def) {
         Ok(SindexCreated::Existing(_)) => "ok".to_string(),
         Ok(SindexCreated::New(ix)) => {
             let ns = sns.ns.clone();
@@ -72,7 +118,7 @@ pub(crate) fn create(node: &Node, rest: &str) -> String {
                 }
                 Err(e) => {
                     sns.ns.delete_sindex(name);
-                    format!("ERROR:1:cannot start the index build: {e}")
+                    return format!("ERROR:1:cannot start the index build: {e}");
                 }
             }
         }
@@ -81,11 +127,15 @@ pub(crate) fn create(node: &Node, rest: &str) -> String {
             e @ (petrel_storage::StorageError::IndexName(_)
             | petrel_storage::StorageError::Parameter(_)
             | petrel_storage::StorageError::BinName(_)),
-        ) => {
-            format!("ERROR:4:{e}")
-        }
-        Err(e) => format!("ERROR:{}:{e}", e.result_code().code()),
+        ) => return format!("ERROR:4:{e}"),
+        Err(e) => return format!("ERROR:{}:{e}", e.result_code().code()),
+    };
+    let change = Change { stamp_ms, create_args: Some(args_without_stamp(rest)) };
+    if let Err(e) = catalog.record(ns_name, name, change) {
+        tracing::warn!(error = %e, "secondary index catalog not saved");
+        return format!("ERROR:1:{e}");
     }
+    answer
 }
 
 /// The context pairs of a base64 msgpack list.
@@ -97,9 +147,16 @@ fn decode_context(b64: &str) -> Option<Vec<petrel_proto::msgpack::MsgValue>> {
     }
 }
 
-/// `sindex-delete:ns=<ns>;indexname=<name>`: ok whether or not the index existed, as current
-/// Aerospike servers answer.
+/// `sindex-delete:ns=<ns>;indexname=<name>[;stamp=<ms>]`: ok whether or not the index
+/// existed, as current Aerospike servers answer.
 pub(crate) fn delete(node: &Node, rest: &str) -> String {
+    match origin(rest) {
+        Ok(o) => delete_from(node, rest, o),
+        Err(e) => e,
+    }
+}
+
+fn delete_from(node: &Node, rest: &str, origin: Origin) -> String {
     let p = |k: &str| super::info::param(rest, k);
     let Some(ns_name) = p("ns").or_else(|| p("namespace")).filter(|n| !n.is_empty()) else {
         return "ERROR:4:namespace required".to_string();
@@ -110,10 +167,78 @@ pub(crate) fn delete(node: &Node, rest: &str) -> String {
     let Some(name) = p("indexname").filter(|n| !n.is_empty()) else {
         return "ERROR:4:indexname required".to_string();
     };
+    let catalog = &node.sindex_catalog;
+    let stamp_ms = match origin {
+        Origin::Client => catalog.next_stamp(ns_name, name),
+        Origin::Peer(stamp) if !catalog.is_later(ns_name, name, stamp) => return "ok".to_string(),
+        Origin::Peer(stamp) | Origin::Restore(stamp) => stamp,
+    };
     if sns.ns.delete_sindex(name) {
         tracing::info!(namespace = ns_name, index = name, "secondary index deleted");
     }
+    if let Err(e) = catalog.record(ns_name, name, Change { stamp_ms, create_args: None }) {
+        tracing::warn!(error = %e, "secondary index catalog not saved");
+        return format!("ERROR:1:{e}");
+    }
     "ok".to_string()
+}
+
+/// The line to send the other members for a create or delete a client asked for here: the
+/// same arguments with the stamp this node gave the change.
+pub(crate) fn stamped_for_peers(node: &Node, line: &str, rest: &str) -> String {
+    if super::info::param(rest, "stamp").is_some() {
+        return line.to_string();
+    }
+    let p = |k: &str| super::info::param(rest, k);
+    let ns = p("ns").or_else(|| p("namespace")).unwrap_or_default();
+    let name = p("indexname").unwrap_or_default();
+    let stamp = node
+        .sindex_catalog
+        .entries()
+        .into_iter()
+        .find(|((n, i), _)| n == ns && i == name)
+        .map_or(0, |(_, c)| c.stamp_ms);
+    format!("{line};stamp={stamp}")
+}
+
+/// Applies the saved catalog at start-up: every index defined when the node stopped is
+/// created again (and built over the records the node restored).
+pub(crate) fn restore(node: &Node) {
+    for ((ns, name), change) in node.sindex_catalog.entries() {
+        if let Some(args) = &change.create_args {
+            let answer = create_from(node, args, Origin::Restore(change.stamp_ms));
+            if answer != "ok" {
+                tracing::warn!(namespace = %ns, index = %name, %answer, "saved secondary index not restored");
+            }
+        }
+    }
+}
+
+/// Pulls every peer's catalog and applies the changes later than this node's (a node that
+/// joined or was away catches up; see [`crate::sindex_catalog`]).
+pub(crate) async fn pull_from_peers(node: &Node) {
+    let Some(cluster) = node.cluster() else { return };
+    for (peer, answer) in cluster.info_on_peers("sindex-catalog").await {
+        if answer.starts_with("ERROR") {
+            tracing::debug!(peer = %format!("{peer:X}"), %answer, "peer's index catalog not read");
+            continue;
+        }
+        for entry in answer.split(';').filter(|e| !e.is_empty()) {
+            let Some(((ns, name), change)) = crate::sindex_catalog::parse_entry(entry) else {
+                tracing::warn!(%entry, "malformed index catalog entry from a peer");
+                continue;
+            };
+            if !node.sindex_catalog.is_later(&ns, &name, change.stamp_ms) || node.namespace(ns.as_bytes()).is_none() {
+                continue;
+            }
+            let origin = Origin::Peer(change.stamp_ms);
+            let result = match &change.create_args {
+                Some(args) => create_from(node, args, origin),
+                None => delete_from(node, &format!("ns={ns};indexname={name}"), origin),
+            };
+            tracing::info!(namespace = %ns, index = %name, %result, "index catalog change taken from a peer");
+        }
+    }
 }
 
 fn describe(out: &mut String, ns: &str, ix: &Sindex) {

@@ -147,7 +147,7 @@ mod tests {
         l.report("test", None, &mut out);
         assert_eq!(
             out,
-            "{test}-read:;{test}-write:;{test}-udf:;{test}-batch-sub-read:;{test}-batch-sub-write:;{test}-pi-query:"
+            "{test}-read:;{test}-write:;{test}-udf:;{test}-batch-sub-read:;{test}-batch-sub-write:;{test}-pi-query:;{test}-si-query:"
         );
     }
 

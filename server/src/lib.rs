@@ -13,6 +13,7 @@ mod info_sindex;
 pub mod latency;
 pub mod node;
 pub mod service;
+pub mod sindex_catalog;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -30,6 +31,7 @@ pub async fn run(config: config::Config, shutdown: impl std::future::Future<Outp
     let listener =
         TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("service.listen: cannot bind {listen}: {e}"))?;
     node.start_supervisors()?;
+    info_sindex::restore(&node);
     if node.config.cluster.enabled() {
         let cluster = start_cluster(&node).await?;
         node.set_cluster(cluster);
@@ -45,11 +47,16 @@ pub async fn run(config: config::Config, shutdown: impl std::future::Future<Outp
         tracing::info!(listen = %at, "HTTP endpoint serving /health, /ready and /metrics");
         Some(tokio::spawn(http::serve(Arc::clone(&node), l, stop_rx.clone())))
     };
+    let catalog_pull =
+        node.cluster().is_some().then(|| tokio::spawn(pull_sindex_catalogs(Arc::clone(&node), stop_rx.clone())));
     let server = tokio::spawn(service::serve(Arc::clone(&node), listener, stop_rx));
     shutdown.await;
     tracing::info!("shutting down: no new connections, finishing requests in flight");
     let _ = stop_tx.send(true);
     server.await?;
+    if let Some(h) = catalog_pull {
+        h.await?;
+    }
     if let Some(h) = http {
         h.await??;
     }
@@ -59,6 +66,17 @@ pub async fn run(config: config::Config, shutdown: impl std::future::Future<Outp
     node.stop_supervisors();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Every second, takes the index-catalog changes peers hold and this node does not.
+async fn pull_sindex_catalogs(node: Arc<node::Node>, mut stop: watch::Receiver<bool>) {
+    const PULL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(PULL_INTERVAL) => info_sindex::pull_from_peers(&node).await,
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 /// Starts the heartbeat and the fabric for `node` and connects them to its service.

@@ -71,6 +71,8 @@ pub struct Node {
     supervisors: parking_lot::Mutex<Vec<Supervisor>>,
     defragmenters: parking_lot::Mutex<Vec<Defragmenter>>,
     cluster: OnceLock<Arc<ClusterNode>>,
+    /// Secondary-index definitions, cluster-wide and saved in the data directory.
+    pub sindex_catalog: crate::sindex_catalog::Catalog,
 }
 
 impl Node {
@@ -114,7 +116,14 @@ impl Node {
                 latencies: Latencies::default(),
             });
         }
+        let catalog_path =
+            (!config.service.data_dir.as_os_str().is_empty()).then(|| config.service.data_dir.join("sindex-catalog"));
+        if let Some(dir) = catalog_path.as_ref().and_then(|p| p.parent()) {
+            std::fs::create_dir_all(dir).map_err(|e| format!("service.data_dir: {}: {e}", dir.display()))?;
+        }
+        let sindex_catalog = crate::sindex_catalog::Catalog::open(catalog_path)?;
         Ok(Node {
+            sindex_catalog,
             node_name: format!("{node_id:X}"),
             node_id,
             cluster_key: rand::random::<u64>() & 0x0000_ffff_ffff_ffff | 1,

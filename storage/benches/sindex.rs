@@ -47,7 +47,12 @@ fn index(ns: &Namespace, name: &str, bin: &str) -> Arc<petrel_storage::sindex::S
     let def = SindexDef {
         name: name.to_string(),
         set: Some(b"bench".to_vec()),
-        spec: KeySpec { bin: bin.as_bytes().to_vec(), key_type: KeyType::Numeric, collection: Collection::Default, ctx: vec![] },
+        spec: KeySpec {
+            bin: bin.as_bytes().to_vec(),
+            key_type: KeyType::Numeric,
+            collection: Collection::Default,
+            ctx: vec![],
+        },
         ctx_base64: None,
     };
     match ns.create_sindex(def).expect("create") {

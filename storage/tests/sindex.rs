@@ -241,7 +241,8 @@ fn creating_is_idempotent_and_names_are_checked() {
 fn a_query_waits_for_the_build() {
     let (ns, _) = ns();
     put(&ns, key(1), b"a", &BinValue::Int(3), Ttl::Never);
-    let SindexCreated::New(ix) = ns.create_sindex(def("i", "a", KeyType::Numeric, Collection::Default)).expect("create")
+    let SindexCreated::New(ix) =
+        ns.create_sindex(def("i", "a", KeyType::Numeric, Collection::Default)).expect("create")
     else {
         panic!("new index expected")
     };
