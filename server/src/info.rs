@@ -19,9 +19,8 @@ use crate::node::{Node, NodeCounters};
 /// namespaces have no transaction support and refuse such commands with UNSUPPORTED_FEATURE
 /// (16), changing nothing.
 pub const BUILD: &str = "8.0.0.0";
-/// What `features` claims: only what works (no background query status or UDFs until they
-/// are built).
-const FEATURES: &str = "batch-any;batch-index;blob-bits;cdt-index;cdt-list;cdt-map;cluster-stable;float;geo;peers;pipelining;pquery;pscans;replicas;replicas-all;replicas-master;replicas-max;sindex-exists;truncate-namespace";
+/// What `features` claims: only what works (no UDFs until they are built).
+const FEATURES: &str = "batch-any;batch-index;blob-bits;cdt-index;cdt-list;cdt-map;cluster-stable;float;geo;peers;pipelining;pquery;pscans;query-show;replicas;replicas-all;replicas-master;replicas-max;sindex-exists;truncate-namespace";
 /// Longest info request line we answer.
 const LINE_LEN_MAX: usize = 4096;
 /// Most commands in one info request.
@@ -146,7 +145,35 @@ fn answer(node: &Node, line: &str) -> String {
         "sindex-stat" => crate::info_sindex::stat(node, rest),
         "sindex-exists" => crate::info_sindex::exists(node, rest),
         "sindex-catalog" => node.sindex_catalog.describe(),
+        "query-show" | "scan-show" => query_show(node, rest),
+        "query-abort" | "scan-abort" => query_abort(node, rest),
         _ => "ERROR:4:unrecognized command".to_string(),
+    }
+}
+
+/// The job id of `query-show`/`query-abort` (`trid=` before server 8.1, `id=` after).
+fn job_id(rest: &str) -> Option<Result<u64, String>> {
+    let id = param(rest, "trid").or_else(|| param(rest, "id"))?;
+    Some(id.parse().map_err(|_| "ERROR:4:job id must be a number".to_string()))
+}
+
+/// `query-show[:trid=<id>]`: one background job, or every job kept (`;`-separated).
+fn query_show(node: &Node, rest: &str) -> String {
+    match job_id(rest) {
+        None => node.jobs.all().iter().map(|j| j.describe()).collect::<Vec<_>>().join(";"),
+        Some(Err(e)) => e,
+        // Like Aerospike, an unknown job is "not found" (2): clients take it as finished.
+        Some(Ok(id)) => node.jobs.get(id).map_or("ERROR:2:job not found".to_string(), |j| j.describe()),
+    }
+}
+
+/// `query-abort:trid=<id>`.
+fn query_abort(node: &Node, rest: &str) -> String {
+    match job_id(rest) {
+        None => "ERROR:4:trid required".to_string(),
+        Some(Err(e)) => e,
+        Some(Ok(id)) if node.jobs.abort(id) => "OK".to_string(),
+        Some(Ok(_)) => "ERROR:2:job not found".to_string(),
     }
 }
 

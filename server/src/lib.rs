@@ -27,6 +27,7 @@ use tokio::sync::watch;
 /// Starts a node on `config` and serves until `shutdown` resolves.
 pub async fn run(config: config::Config, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
     let node = Arc::new(node::Node::new(config).map_err(anyhow::Error::msg)?);
+    node.set_arc();
     let listen = node.config.service.listen;
     let listener =
         TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("service.listen: cannot bind {listen}: {e}"))?;

@@ -73,6 +73,10 @@ pub struct Node {
     cluster: OnceLock<Arc<ClusterNode>>,
     /// Secondary-index definitions, cluster-wide and saved in the data directory.
     pub sindex_catalog: crate::sindex_catalog::Catalog,
+    /// Background scans and queries with write ops.
+    pub jobs: crate::cmd::background::Jobs,
+    /// This node, for work that outlives a request (background jobs); set by [`Node::set_arc`].
+    this: OnceLock<std::sync::Weak<Node>>,
 }
 
 impl Node {
@@ -124,6 +128,8 @@ impl Node {
         let sindex_catalog = crate::sindex_catalog::Catalog::open(catalog_path)?;
         Ok(Node {
             sindex_catalog,
+            jobs: Default::default(),
+            this: OnceLock::new(),
             node_name: format!("{node_id:X}"),
             node_id,
             cluster_key: rand::random::<u64>() & 0x0000_ffff_ffff_ffff | 1,
@@ -161,6 +167,16 @@ impl Node {
         for s in self.supervisors.lock().drain(..) {
             s.stop();
         }
+    }
+
+    /// Records the `Arc` this node lives in.
+    pub fn set_arc(self: &Arc<Node>) {
+        let _ = self.this.set(Arc::downgrade(self));
+    }
+
+    /// The `Arc` this node lives in, once [`Node::set_arc`] has run.
+    pub fn arc(&self) -> Option<Arc<Node>> {
+        self.this.get()?.upgrade()
     }
 
     pub fn namespace(&self, name: &[u8]) -> Option<&ServiceNamespace> {

@@ -156,3 +156,24 @@ def test_an_index_made_through_one_node_serves_queries_on_every_node(client):
     finally:
         client.index_remove("test", "py_age")
     assert all(s == "" for s in info_all(client, "sindex-list:ns=test").values()), "deleted on every node"
+
+
+def test_a_background_scan_updates_every_record_once_across_the_cluster(client):
+    from aerospike_helpers.operations import operations as op
+
+    for i in range(900):
+        client.put(("test", "py-bg", i), {"v": i})
+    s = client.scan("test", "py-bg")
+    s.add_ops([op.increment("hits", 1)])
+    job = s.execute_background()
+    deadline = time.monotonic() + 30
+    while True:
+        info = client.job_info(job, aerospike.JOB_SCAN)
+        if info["status"] == aerospike.JOB_STATUS_COMPLETED:
+            break
+        assert time.monotonic() < deadline, info
+        time.sleep(0.1)
+    # Each node updated the records it masters: every record once, none twice.
+    assert info["records_read"] == 900
+    hits = [r[2].get("hits") for r in client.scan("test", "py-bg").results()]
+    assert len(hits) == 900 and set(hits) == {1}

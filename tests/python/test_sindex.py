@@ -148,3 +148,46 @@ def test_entries_match_a_scan_after_a_storm(client, data):
     assert keys_of(client, p.between("n", 0, 10_000)) == want
     entries = int(next(iter(client.info_all(f"sindex/{NS}/ix_n").values()))[1].split("entries=")[1].split(";")[0])
     assert entries == len(want)
+
+
+def wait_job(client, job_id):
+    deadline = time.monotonic() + 30
+    while True:
+        info = client.job_info(job_id, aerospike.JOB_QUERY)
+        if info["status"] == aerospike.JOB_STATUS_COMPLETED:
+            return info
+        assert time.monotonic() < deadline, f"job {job_id} not done: {info}"
+        time.sleep(0.05)
+
+
+def test_background_query_and_scan_with_write_ops(client):
+    from aerospike_helpers.operations import operations as op
+
+    bg_set = "sidx-bg"
+    for i in range(100):
+        client.put((NS, bg_set, i), {"n": i})
+    client.index_integer_create(NS, bg_set, "n", "ix_bg")
+    try:
+        wait_built(client, "ix_bg")
+        # A query with an index range and an expression: only n in 10..19 and even.
+        q = client.query(NS, bg_set)
+        q.where(p.between("n", 10, 19))
+        q.add_ops([op.write("flag", 1)])
+        job = q.execute_background({"expressions": exp.Eq(exp.IntBin("n") % 2, 0).compile()})
+        info = wait_job(client, job)
+        assert info["records_read"] == 5 and info["progress_pct"] == 100
+        flagged = sorted(r[2]["n"] for r in client.scan(NS, bg_set).results() if r[2].get("flag") == 1)
+        assert flagged == [10, 12, 14, 16, 18]
+        # A scan over the whole set; a record deleted before the job is not created again.
+        client.remove((NS, bg_set, 99))
+        s = client.scan(NS, bg_set)
+        s.add_ops([op.increment("flag", 10)])
+        info = wait_job(client, s.execute_background())
+        assert info["records_read"] == 99
+        flags = [r[2]["flag"] for r in client.scan(NS, bg_set).results()]
+        assert len(flags) == 99 and sorted(set(flags)) == [10, 11]
+        shown = next(iter(client.info_all(f"query-show:trid={job}").values()))[1]
+        assert "status=done(ok)" in shown and "recs-succeeded=5" in shown
+    finally:
+        client.index_remove(NS, "ix_bg")
+        client.truncate(NS, bg_set, 0)

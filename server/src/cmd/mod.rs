@@ -6,10 +6,12 @@
 //!   [`single`] carries it through routing, execution and answer; [`read`], [`write`] and
 //!   [`delete`] execute it; [`replicate`] hands a write's outcome to the cluster.
 //! * [`batch`] runs the rows of a batch through the single-record path.
+//! * [`background`] runs scans and queries with write ops as jobs.
 //! * [`scan`] walks partitions, for scans and (through [`index_query`]) index queries.
 //! * [`answer`] builds answer messages and streams long answers.
 
 mod answer;
+pub mod background;
 mod batch;
 mod delete;
 mod index_query;
@@ -48,6 +50,11 @@ impl Command {
         } else if h.info3 & info3::PARTITION_DONE != 0
             || msg.field(FieldType::PidArray).is_some()
             || msg.field(FieldType::DigestArray).is_some()
+            || msg.field(FieldType::IndexRange).is_some()
+            // A scan or query over every partition (background jobs) names no record.
+            || (msg.field(FieldType::TaskId).is_some()
+                && msg.field(FieldType::Digest).is_none()
+                && msg.field(FieldType::Key).is_none())
         {
             Command::Scan
         } else {

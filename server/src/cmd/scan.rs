@@ -27,21 +27,29 @@ use crate::node::Node;
 const SCAN_RECORD_FIELDS_MIN: u16 = 2;
 
 /// What a scan asks for, checked before anything is read.
-struct ScanRequest<'a> {
-    set_id: Option<u16>,
+pub(crate) struct ScanRequest<'a> {
+    pub(crate) set_id: Option<u16>,
     no_bins: bool,
     bins: Vec<&'a [u8]>,
     records_max: usize,
     /// The filter expression every returned record passes, compiled once.
     filter: Option<Program>,
     /// Partitions from their start (PID_ARRAY), and partitions to resume after a digest.
-    work: Vec<(u16, Option<Digest>)>,
+    pub(crate) work: Vec<(u16, Option<Digest>)>,
     /// The secondary index and range of a query; `None` for a scan.
-    index: Option<IndexQuery>,
+    pub(crate) index: Option<IndexQuery>,
 }
 
-fn parse<'a>(msg: &Message<'a>, ns: &petrel_storage::Namespace) -> Result<ScanRequest<'a>, ResultCode> {
-    if msg.field(FieldType::UdfOp).is_some() || msg.header.info2 & info2::WRITE != 0 || carries_transaction(msg) {
+/// Checks and decodes a scan or query; one with write ops only as a `background` job.
+pub(crate) fn parse<'a>(
+    msg: &Message<'a>,
+    ns: &petrel_storage::Namespace,
+    background: bool,
+) -> Result<ScanRequest<'a>, ResultCode> {
+    if msg.field(FieldType::UdfOp).is_some()
+        || (msg.header.info2 & info2::WRITE != 0) != background
+        || carries_transaction(msg)
+    {
         return Err(ResultCode::UnsupportedFeature);
     }
     let set_name = msg.field(FieldType::Set).unwrap_or(b"");
@@ -106,8 +114,12 @@ pub(crate) async fn run<W: AsyncWrite + Unpin>(
         answer::error_frame(out, ResultCode::Namespace, true);
         return Ok(());
     };
+    if msg.header.info2 & info2::WRITE != 0 && msg.field(FieldType::UdfOp).is_none() {
+        super::background::start(node, msg, out);
+        return Ok(());
+    }
     let ns = &sns.ns;
-    let scan = match parse(msg, ns) {
+    let scan = match parse(msg, ns, false) {
         Ok(s) => s,
         Err(code) => {
             answer::error_frame(out, code, true);

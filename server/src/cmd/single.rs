@@ -80,6 +80,29 @@ pub(crate) async fn serve_row(
     execute(node, &single, out, row.index, true).await;
 }
 
+/// Runs a single-record request built on this node (a background job's write to `digest`)
+/// here, where the partition's acting master must be; returns its result code.
+pub(crate) async fn run_local(node: &Node, body: &[u8], digest: petrel_proto::Digest) -> ResultCode {
+    let Ok((msg, _)) = Message::parse(body, petrel_proto::message::MessageLimits::default()) else {
+        return ResultCode::Parameter;
+    };
+    let mut out = Vec::new();
+    match Single::parse(node, msg, Some(digest), None) {
+        Err(e) => answer::error(&mut out, &e.into(), 0),
+        Ok(single) => {
+            // At the hop limit, a partition mastered elsewhere is unavailable, never forwarded.
+            if let Some(cluster) = node.cluster() {
+                if route(cluster, &single, PROXY_HOPS_MAX).await != Route::Local {
+                    return ResultCode::Unavailable;
+                }
+            }
+            execute(node, &single, &mut out, 0, false).await;
+        }
+    }
+    // The answer message's result code byte.
+    out.get(5).and_then(|c| ResultCode::from_u8(*c)).unwrap_or(ResultCode::Unknown)
+}
+
 /// Where a request is served in a cluster. A write first waits, bounded, for the plan of a
 /// view agreed a moment ago, so that it is never taken under the plan of a view that is gone.
 async fn route(cluster: &ClusterNode, single: &Single<'_, '_>, hops: u32) -> Route {
