@@ -1,9 +1,11 @@
 //! Petrel's operator tools: the info-protocol CLI ([`info_cli`], the `petrel-info` binary), the
 //! cluster view ([`admin_cli`], the `petrel-admin` binary)
 //! and the load generator ([`load`], the `petrel-bench` binary, with asbench's flags; with
-//! `--redis` it drives a Redis server through [`redis`] for side-by-side figures).
+//! `--redis` it drives a Redis server through [`redis`] for side-by-side figures; its
+//! secondary-index query workload is [`query_load`]).
 
 pub mod admin_cli;
 pub mod info_cli;
 pub mod load;
+pub mod query_load;
 pub mod redis;

@@ -47,7 +47,8 @@ pub struct Args {
     /// First key.
     #[arg(short = 'K', long = "start-key", default_value_t = 0)]
     pub start_key: u64,
-    /// Workload: `I` (linear insert), `RU,<read%>`, `RR,<read%>` (replace), `RUD,<read%>,<write%>`.
+    /// Workload: `I` (linear insert), `RU,<read%>`, `RR,<read%>` (replace), `RUD,<read%>,<write%>`,
+    /// `Q,<width>` (secondary-index queries of `width` values of `testbin`).
     #[arg(short = 'w', long = "workload", default_value = "RU,50")]
     pub workload: String,
     /// Record spec: comma-separated bins, each `I` (integer), `D` (double), `S<n>` (string of
@@ -94,6 +95,7 @@ pub enum Workload {
     ReadUpdate { read_pct: u8 },
     ReadReplace { read_pct: u8 },
     ReadUpdateDelete { read_pct: u8, write_pct: u8 },
+    Query { width: u64 },
 }
 
 impl Workload {
@@ -117,7 +119,11 @@ impl Workload {
                 }
                 Ok(Workload::ReadUpdateDelete { read_pct: r, write_pct: w })
             }
-            _ => Err(format!("unknown workload {s:?} (I, RU,<read%>, RR,<read%>, RUD,<read%>,<write%>)")),
+            "Q" if parts.len() == 2 => match parts[1].parse::<u64>() {
+                Ok(width) if width > 0 => Ok(Workload::Query { width }),
+                _ => Err(format!("bad query width in {s:?}")),
+            },
+            _ => Err(format!("unknown workload {s:?} (I, RU,<read%>, RR,<read%>, RUD,<read%>,<write%>, Q,<width>)")),
         }
     }
 }
@@ -129,6 +135,7 @@ impl Workload {
             Workload::ReadUpdate { read_pct } | Workload::ReadReplace { read_pct } => (*read_pct, 100 - read_pct),
             Workload::ReadUpdateDelete { read_pct, write_pct } => (*read_pct, *write_pct),
             Workload::Insert => (0, 100),
+            Workload::Query { .. } => (0, 0),
         }
     }
 }
@@ -180,13 +187,15 @@ pub fn parse_object(s: &str) -> Result<Vec<BinSpec>, String> {
         .collect()
 }
 
-fn make_bins(spec: &[BinSpec], rng: &mut impl Rng) -> Vec<Bin> {
+/// The bins of record `key_number`: integers hold the key number (so index queries select
+/// known records), the other types random values.
+fn make_bins(spec: &[BinSpec], key_number: u64, rng: &mut impl Rng) -> Vec<Bin> {
     spec.iter()
         .enumerate()
         .map(|(i, s)| {
             let name = if i == 0 { "testbin".to_string() } else { format!("testbin_{}", i + 1) };
             let value = match s {
-                BinSpec::Int => Value::Int(rng.gen()),
+                BinSpec::Int => Value::Int(key_number as i64),
                 BinSpec::Double => Value::Float(rng.gen()),
                 BinSpec::Str(n) => Value::String((0..*n).map(|_| rng.gen_range(b'a'..=b'z') as char).collect()),
                 BinSpec::Blob(n) => Value::Blob((0..*n).map(|_| rng.gen()).collect()),
@@ -241,16 +250,16 @@ enum Outcome {
     Error,
 }
 
-const OPS: [&str; 3] = ["read", "write", "delete"];
+const OPS: [&str; 4] = ["read", "write", "delete", "query"];
 
 #[derive(Debug)]
 struct WorkerStats {
-    ops: [OpStats; 3],
+    ops: [OpStats; 4],
 }
 
 impl WorkerStats {
     fn new() -> Self {
-        WorkerStats { ops: [OpStats::new(), OpStats::new(), OpStats::new()] }
+        WorkerStats { ops: [OpStats::new(), OpStats::new(), OpStats::new(), OpStats::new()] }
     }
 }
 
@@ -305,6 +314,7 @@ struct Shared {
 const READ: usize = 0;
 const WRITE: usize = 1;
 const DELETE: usize = 2;
+const QUERY: usize = 3;
 
 impl Shared {
     /// The next request of the workload: its key number and kind; `None` once a linear
@@ -316,6 +326,7 @@ impl Shared {
                 let n = self.next_insert.fetch_add(1, Ordering::Relaxed);
                 (n < a.keys).then_some((a.start_key + n, WRITE))
             }
+            Workload::Query { .. } => Some((a.start_key + rng.gen_range(0..a.keys.max(1)), QUERY)),
             w => {
                 let (read_pct, write_pct) = w.mix();
                 let dice = rng.gen_range(0..100u8);
@@ -426,6 +437,7 @@ async fn worker(
     let rp = ReadPolicy { base: base.clone() };
     let wp = WritePolicy { base: base.clone(), ..Default::default() };
     let replace = WritePolicy { base: base.clone(), exists: RecordExistsAction::Replace, ..Default::default() };
+    let qbase = base.clone();
     let bp = petrel_client::BatchPolicy { base };
     let period = (a.rate > 0).then(|| Duration::from_secs_f64(a.concurrency as f64 / a.rate as f64));
     let mut i: u64 = 0;
@@ -455,9 +467,14 @@ async fn worker(
                 Err(e) => Err(e),
             }),
             WRITE => {
-                let bins = make_bins(&shared.spec, &mut rng);
+                let bins = make_bins(&shared.spec, n, &mut rng);
                 let policy = if matches!(shared.workload, Workload::ReadReplace { .. }) { &replace } else { &wp };
                 classify(&client.put(policy, &k, &bins).await.map(|_| true))
+            }
+            QUERY => {
+                let Workload::Query { width } = shared.workload else { return };
+                let sp = petrel_client::ScanPolicy { base: qbase.clone(), ..Default::default() };
+                classify(&crate::query_load::query(client, &sp, &a.namespace, &a.set, n, width).await)
             }
             _ => classify(&client.delete(&wp, &k).await),
         };
@@ -505,6 +522,9 @@ pub async fn run(args: Args) -> Result<Summary, String> {
             Some(Client::new(policy, &seed_refs).await.map_err(|e| format!("cannot connect to {}: {e}", args.hosts))?)
         }
     };
+    if let (Workload::Query { .. }, Some(c)) = (&workload, &client) {
+        crate::query_load::ensure_index(c, &args.namespace, &args.set).await?;
+    }
     let target = match (&client, &args.redis) {
         (Some(c), _) => format!("{} Petrel node(s)", c.node_names().len()),
         (None, Some(r)) => format!("Redis at {r}"),

@@ -18,6 +18,7 @@ use crate::connection::Connection;
 use crate::key::Key;
 use crate::operation::Operation;
 use crate::policy::{BasePolicy, BatchPolicy, ClientPolicy, ReadPolicy, Replica, ScanPolicy, WritePolicy};
+use crate::query::IndexFilter;
 use crate::record::Record;
 use crate::stream::RecordStream;
 use crate::value::Bin;
@@ -35,7 +36,7 @@ pub enum Bins<'a> {
 /// A connection to a Petrel (or Aerospike) cluster.
 #[derive(Debug)]
 pub struct Client {
-    cluster: Arc<Cluster>,
+    pub(crate) cluster: Arc<Cluster>,
     tender: Option<JoinHandle<()>>,
 }
 
@@ -309,13 +310,41 @@ impl Client {
         set: &str,
         bins: Bins<'_>,
     ) -> Result<RecordStream, Error> {
+        self.partitions_stream(policy, namespace, set, bins, None).await
+    }
+
+    /// Queries a secondary index: the records of `namespace` (and `set`) whose indexed bin
+    /// matches `filter`, one command per node for the partitions it masters, delivered as a
+    /// stream. A query no index serves ends the stream with server error 201.
+    pub async fn query(
+        &self,
+        policy: &ScanPolicy,
+        namespace: &str,
+        set: &str,
+        bins: Bins<'_>,
+        filter: &IndexFilter,
+    ) -> Result<RecordStream, Error> {
+        if filter.bin().is_empty() || filter.bin().len() > petrel_proto::wire::BIN_NAME_LEN_MAX {
+            return Err(Error::InvalidArgument(format!("bin name {:?} must have 1 to 15 bytes", filter.bin())));
+        }
+        self.partitions_stream(policy, namespace, set, bins, Some(filter)).await
+    }
+
+    async fn partitions_stream(
+        &self,
+        policy: &ScanPolicy,
+        namespace: &str,
+        set: &str,
+        bins: Bins<'_>,
+        filter: Option<&IndexFilter>,
+    ) -> Result<RecordStream, Error> {
         let masters = self.cluster.masters(namespace)?;
         let (tx, rx) = mpsc::channel(policy.record_queue_size.max(1));
         let per_node_max =
             if policy.max_records == 0 { 0 } else { policy.max_records.div_ceil(masters.len().max(1) as u64) };
         let mut handles = Vec::new();
         for (node, pids) in masters {
-            let frame = encode_scan(namespace, set, &pids, bins, per_node_max, &policy.base);
+            let frame = encode_scan(namespace, set, &pids, bins, per_node_max, &policy.base, filter);
             let tx = tx.clone();
             let ns = namespace.to_string();
             let deadline = (!policy.base.total_timeout.is_zero()).then(|| Instant::now() + policy.base.total_timeout);
@@ -504,6 +533,7 @@ fn encode_scan(
     bins: Bins<'_>,
     max_records: u64,
     base: &BasePolicy,
+    filter: Option<&IndexFilter>,
 ) -> Vec<u8> {
     let mut buf = Vec::new();
     let start = begin_frame(&mut buf);
@@ -512,7 +542,8 @@ fn encode_scan(
         Bins::Some(n) => (info1::READ, n),
         Bins::None => (info1::READ | info1::GET_NO_BINS, &[]),
     };
-    let n_fields = 4 + u16::from(!set.is_empty()) + u16::from(max_records > 0);
+    let n_fields =
+        4 + u16::from(!set.is_empty()) + u16::from(max_records > 0) + filter.map_or(0, IndexFilter::fields_count);
     MsgHeader {
         info1: info1_bits,
         info3: info3::PARTITION_DONE,
@@ -534,6 +565,9 @@ fn encode_scan(
     write_field(&mut buf, FieldType::PidArray as u8, &pid_bytes);
     if max_records > 0 {
         write_field(&mut buf, FieldType::MaxRecords as u8, &max_records.to_be_bytes());
+    }
+    if let Some(f) = filter {
+        f.write_fields(&mut buf);
     }
     for n in names {
         write_op(&mut buf, petrel_proto::wire::OpType::Read as u8, 0, n.as_bytes(), &[]);

@@ -25,7 +25,8 @@
 //!
 //! Modules: [`client`] (the async API), [`blocking`] (a blocking facade), [`cluster`] (nodes,
 //! pools, partition map, tending), [`connection`], `command` (encoding and decoding),
-//! [`operation`] (operate's operations, lists and maps), [`policy`], [`key`], [`value`],
+//! [`operation`] (operate's operations, lists and maps), [`query`] (secondary-index
+//! filters), [`policy`], [`key`], [`value`],
 //! [`record`], [`stream`].
 
 pub mod blocking;
@@ -37,6 +38,7 @@ mod error;
 pub mod key;
 pub mod operation;
 pub mod policy;
+pub mod query;
 pub mod record;
 pub mod stream;
 pub mod value;
@@ -48,6 +50,7 @@ pub use operation::{Operation, ReturnType};
 pub use policy::{
     BatchPolicy, ClientPolicy, Expiration, GenerationPolicy, ReadPolicy, RecordExistsAction, ScanPolicy, WritePolicy,
 };
+pub use query::{CollectionType, IndexFilter, IndexType};
 pub use record::Record;
 pub use stream::RecordStream;
 pub use value::{Bin, Value};

@@ -1,5 +1,5 @@
 //! A short `petrel-bench` run against a real petreld: a linear insert, then a mixed
-//! workload, both with zero errors, and a JSON summary that adds up.
+//! workload, both with zero errors, and a JSON summary that adds up; the query workload.
 
 use std::process::Command;
 
@@ -67,4 +67,17 @@ fn insert_then_mixed_load_with_zero_errors() {
     let s = bench(&["-h", &seed, "-w", "RU,100", "-k", "5000", "-t", "2", "-z", "4", "-g", "500"]);
     let n = s["ops"]["read"]["count"].as_u64().expect("count");
     assert!((700..=1100).contains(&n), "about 1000 reads at 500/s for 2 s, got {n}");
+}
+
+#[test]
+fn the_query_workload_creates_its_index_and_every_query_finds_records() {
+    let server = Petreld::start(&petreld_path!(), &[], &[]);
+    let seed = server.seed();
+    bench(&["-h", &seed, "-w", "I", "-k", "3000", "-o", "I", "-z", "8"]);
+    let s = bench(&["-h", &seed, "-w", "Q,5", "-k", "2995", "-t", "2", "-z", "2"]);
+    let q = &s["ops"]["query"];
+    assert!(q["count"].as_u64().is_some_and(|n| n > 10), "{q}");
+    assert_eq!(q["errors"], 0);
+    assert_eq!(q["misses"], 0, "each query's range holds inserted key numbers");
+    assert!(server.info("sindex-list:ns=test").contains("indexname=petrel_bench_testbin"));
 }

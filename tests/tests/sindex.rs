@@ -96,3 +96,55 @@ fn an_index_is_rebuilt_over_restored_records_after_sigkill() {
     let rebuilt = wait_for(addr, "sindex/test/by_n", |s| s.contains("load_pct=100"));
     assert_eq!(stat(&rebuilt, "entries").as_deref(), Some("1000"), "{rebuilt}");
 }
+
+#[test]
+fn the_rust_client_queries_every_master_of_a_cluster() {
+    use std::collections::BTreeSet;
+
+    let cluster = TestCluster::start(&petreld_path!(), 3, 2, &[]);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let seeds = cluster.seeds();
+        let seeds: Vec<&str> = seeds.iter().map(String::as_str).collect();
+        let c = Client::new(ClientPolicy::default(), &seeds).await.expect("connect");
+        let w = WritePolicy::default();
+        for i in 0..2000i64 {
+            let key = Key::new("test", "q", i).expect("key");
+            let tags = Value::List(vec![Value::Int(i % 7), Value::Int(100 + i % 3)]);
+            c.put(&w, &key, &[Bin::new("n", i), Bin::new("tags", tags), Bin::new("s", format!("g{}", i % 10))])
+                .await
+                .expect("put");
+        }
+        let t = Duration::from_secs(20);
+        c.create_index("test", "q", "q_n", "n", IndexType::Numeric, CollectionType::Default, t).await.expect("index n");
+        c.create_index("test", "q", "q_s", "s", IndexType::String, CollectionType::Default, t).await.expect("index s");
+        c.create_index("test", "q", "q_tags", "tags", IndexType::Numeric, CollectionType::List, t)
+            .await
+            .expect("index tags");
+        let run = |filter: IndexFilter| {
+            let c = &c;
+            async move {
+                let mut stream = c.query(&ScanPolicy::default(), "test", "q", Bins::All, &filter).await.expect("query");
+                let mut seen = BTreeSet::new();
+                while let Some(r) = stream.next().await {
+                    let r = r.expect("record");
+                    let Some(Value::Int(n)) = r.bin("n") else { panic!("no n: {r:?}") };
+                    assert!(seen.insert(*n), "record {n} answered twice");
+                }
+                seen
+            }
+        };
+        assert_eq!(run(IndexFilter::range("n", 100, 149)).await, (100..150).collect());
+        assert_eq!(run(IndexFilter::equal_str("s", "g3")).await, (0..2000).filter(|i| i % 10 == 3).collect());
+        let tagged = run(IndexFilter::equal_int("tags", 102).in_collection(CollectionType::List)).await;
+        assert_eq!(tagged, (0..2000).filter(|i| i % 3 == 2).collect());
+        // No index on `s` as a number: the server answers 201 and nothing is returned as found.
+        let mut none = c
+            .query(&ScanPolicy::default(), "test", "q", Bins::All, &IndexFilter::equal_int("s", 1))
+            .await
+            .expect("query");
+        let first = none.next().await.expect("an answer");
+        assert!(matches!(first, Err(Error::Server { code: 201 })), "{first:?}");
+        c.drop_index("test", "q_n").await.expect("drop");
+    });
+}
