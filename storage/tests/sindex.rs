@@ -10,7 +10,7 @@ use petrel_proto::{Digest, KeyRef as WireKey, PARTITIONS_COUNT};
 use petrel_storage::clock::ManualClock;
 use petrel_storage::namespace::{RecordCopy, SindexCreated};
 use petrel_storage::record::ImageView;
-use petrel_storage::sindex::{Collection, Key, KeySpec, KeyType, Range, Sindex, SindexDef};
+use petrel_storage::sindex::{Collection, Key, KeySpec, KeyType, Keys, Range, Sindex, SindexDef};
 use petrel_storage::value::ParticleRef;
 use petrel_storage::*;
 use proptest::prelude::*;
@@ -75,7 +75,7 @@ fn put(ns: &Namespace, d: Digest, bin: &[u8], v: &BinValue, ttl: Ttl) {
 /// The index entries a full scan of the namespace's live records yields.
 fn scanned_entries(ns: &Namespace, ix: &Sindex) -> BTreeSet<(Key, Digest)> {
     let mut want = BTreeSet::new();
-    let mut keys = Vec::new();
+    let mut keys = Keys::new();
     for pid in 0..PARTITIONS_COUNT as u16 {
         ns.scan_partition(pid, None, None, usize::MAX, |r| {
             ix.def.spec.keys_of(&r.image, &mut keys);
@@ -278,7 +278,7 @@ fn map_keys_values_and_contexts_are_indexed() {
     assert_eq!(query(&ns, &values, &Range::Int(10, 10)), BTreeSet::from([key(1)]));
     assert!(query(&ns, &values, &Range::Int(20, 21)).is_empty(), "a list value is not an integer value");
     assert_eq!(query(&ns, &nested, &Range::Int(21, 30)), BTreeSet::from([key(1)]));
-    let mut out = Vec::new();
+    let mut out = Keys::new();
     let raw = image_of(&ns, &BinValue::Int(1));
     nested.def.spec.keys_of(&ImageView::parse(&raw).expect("image"), &mut out);
     assert!(out.is_empty(), "a record without the bin has no keys");

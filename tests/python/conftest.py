@@ -13,10 +13,46 @@ def free_port():
         return s.getsockname()[1]
 
 
+def petreld_binary():
+    return os.environ.get("PETREL_BIN", os.path.join(os.path.dirname(__file__), "../../target/debug/petreld"))
+
+
+def wait_port(host, port, proc, deadline):
+    """Returns once `host:port` accepts; raises when `proc` exits or `deadline` passes."""
+    while True:
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"petreld on {host}:{port} did not start")
+            time.sleep(0.05)
+
+
+def spawn_cluster_node(spec, seed, cluster_name, extra=(), env=None):
+    """Starts one clustered petreld: `spec` is (host, service, fabric, heartbeat ports), `seed`
+    the first node's heartbeat address, `env` extra environment variables."""
+    host, service, fabric, heartbeat = spec
+    args = [petreld_binary(), "--listen", f"{host}:{service}", "--fabric", f"{host}:{fabric}",
+            "--heartbeat", f"{host}:{heartbeat}", "--seed", seed, "--cluster-name", cluster_name,
+            "--replication-factor", "2", *extra]
+    return subprocess.Popen(args, env=dict(os.environ, PETREL_LOG="warn", **(env or {})))
+
+
+def stop_all(procs):
+    """SIGTERM to each process, SIGKILL to any still running after 20 s."""
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def start_petreld(args, wait_port, env=None):
     """Starts petreld with `args`; returns the process once `wait_port` accepts (30 s at most)."""
-    binary = os.environ.get("PETREL_BIN", os.path.join(os.path.dirname(__file__), "../../target/debug/petreld"))
-    proc = subprocess.Popen([binary, *args], env=env)
+    proc = subprocess.Popen([petreld_binary(), *args], env=env)
     deadline = time.monotonic() + 30
     while True:
         try:

@@ -1,54 +1,30 @@
 """The official Python client against a real 3-node Petrel cluster (rf 2) on loopback."""
 import base64
-import os
-import socket
-import subprocess
 import time
 
 import aerospike
 import pytest
 
-from conftest import free_port
+from conftest import free_port, spawn_cluster_node, stop_all, wait_port
 
 NODES = 3
 
 
-def _wait_port(host, port, proc, deadline):
-    while True:
-        try:
-            socket.create_connection((host, port), timeout=1).close()
-            return
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"petreld on {host}:{port} did not start")
-            time.sleep(0.05)
-
-
 @pytest.fixture(scope="module")
 def cluster():
-    binary = os.environ.get("PETREL_BIN", os.path.join(os.path.dirname(__file__), "../../target/debug/petreld"))
     # Each node on its own loopback address, as distinct hosts.
     specs = [(f"127.0.0.{20 + i}", free_port(), free_port(), free_port()) for i in range(NODES)]
     seed = f"{specs[0][0]}:{specs[0][3]}"
     procs = []
     try:
-        for host, service, fabric, heartbeat in specs:
-            args = [binary, "--listen", f"{host}:{service}", "--fabric", f"{host}:{fabric}",
-                    "--heartbeat", f"{host}:{heartbeat}", "--seed", seed, "--cluster-name", "py-test",
-                    "--replication-factor", "2"]
-            procs.append(subprocess.Popen(args, env=dict(os.environ, PETREL_LOG="warn")))
+        for spec in specs:
+            procs.append(spawn_cluster_node(spec, seed, "py-test"))
         deadline = time.monotonic() + 30
         for (host, service, _, _), proc in zip(specs, procs):
-            _wait_port(host, service, proc, deadline)
+            wait_port(host, service, proc, deadline)
         yield [(host, service) for host, service, _, _ in specs]
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
 
 
 def info_all(client, command):

@@ -25,7 +25,7 @@ impl IndexQuery {
     /// The index value a returned record matched, as the u64 an index query's answer carries:
     /// the integer itself, or a 64-bit FNV-1a hash of a string or blob.
     pub(crate) fn bval(&self, image: &ImageView<'_>) -> u64 {
-        let mut keys = Vec::new();
+        let mut keys = petrel_storage::sindex::Keys::new();
         self.index.def.spec.keys_of(image, &mut keys);
         match keys.iter().find(|k| self.range.matches(k)) {
             Some(Key::Int(v)) => *v as u64,

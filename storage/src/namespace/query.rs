@@ -79,7 +79,7 @@ impl<E: StorageEngine> Namespace<E> {
     /// Blocking; stops early when the index is deleted.
     pub fn build_sindex(&self, ix: &Sindex) {
         let mut scratch = Vec::new();
-        let mut keys = Vec::new();
+        let mut keys = crate::sindex::Keys::new();
         for partition in self.partitions.iter() {
             if ix.dropped.load(std::sync::atomic::Ordering::Relaxed) {
                 return;
@@ -131,7 +131,7 @@ impl<E: StorageEngine> Namespace<E> {
         let partition = &self.partitions[pid as usize];
         let mut scratch = Vec::new();
         let mut bytes = Vec::new();
-        let mut keys = Vec::new();
+        let mut keys = crate::sindex::Keys::new();
         for digest in ix.candidates(pid, range, after.as_ref()) {
             if progress.returned >= limit {
                 return Ok(progress);

@@ -115,6 +115,9 @@ impl Key {
     }
 }
 
+/// A record's keys for one index: most records have one, kept inline.
+pub type Keys = smallvec::SmallVec<[Key; 2]>;
+
 /// What a query asks of an index's keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Range {
@@ -152,7 +155,7 @@ pub struct KeySpec {
 impl KeySpec {
     /// The keys of a record image, sorted and without duplicates, appended to `out` (cleared
     /// first). A record without the bin, or whose value has another type, has none.
-    pub fn keys_of(&self, image: &ImageView<'_>, out: &mut Vec<Key>) {
+    pub fn keys_of(&self, image: &ImageView<'_>, out: &mut Keys) {
         out.clear();
         let Ok(Some(bin)) = image.bin(&self.bin) else { return };
         if self.ctx.is_empty() && self.collection == Collection::Default {

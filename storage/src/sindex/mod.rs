@@ -25,7 +25,7 @@ use petrel_proto::{Digest, PartitionId, PARTITIONS_COUNT};
 
 use crate::record::ImageView;
 
-pub use keys::{Collection, Key, KeySpec, KeyType, Range, KEYS_PER_RECORD_MAX};
+pub use keys::{Collection, Key, KeySpec, KeyType, Keys, Range, KEYS_PER_RECORD_MAX};
 
 /// Most secondary indexes per namespace (Aerospike's limit).
 pub const SINDEXES_MAX: usize = 256;
@@ -46,11 +46,32 @@ pub struct SindexDef {
     pub ctx_base64: Option<String>,
 }
 
+/// Hashes a digest by its first 8 bytes: digests are RIPEMD-160 output, already uniform, so
+/// hashing them again (SipHash) would only cost time on every indexed write.
+#[derive(Debug, Default, Clone, Copy)]
+struct DigestHasher(u64);
+
+impl std::hash::Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Digest's Hash writes its 20 bytes in one call; anything else folds in.
+        let mut head = [0u8; 8];
+        let n = bytes.len().min(8);
+        head[..n].copy_from_slice(&bytes[..n]);
+        self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(head);
+    }
+}
+
+type DigestMap<V> = HashMap<Digest, V, std::hash::BuildHasherDefault<DigestHasher>>;
+
 /// One partition's entries of one index.
 #[derive(Debug, Default)]
 struct PartitionEntries {
     by_key: BTreeSet<(Key, Digest)>,
-    by_digest: HashMap<Digest, Box<[Key]>>,
+    by_digest: DigestMap<Keys>,
 }
 
 /// A secondary index: its definition and its entries.
@@ -137,16 +158,14 @@ impl Sindex {
     /// Makes `keys` (sorted, without duplicates) the record's entries.
     pub(crate) fn set_keys(&self, digest: &Digest, keys: &[Key]) {
         let mut p = self.partitions[digest.partition_id() as usize].lock();
-        let old = p.by_digest.remove(digest);
-        if let Some(old) = &old {
-            if **old == *keys {
-                p.by_digest.insert(*digest, old.clone());
-                return;
-            }
+        if p.by_digest.get(digest).is_some_and(|old| old.as_slice() == keys) {
+            return;
+        }
+        if let Some(old) = p.by_digest.remove(digest) {
             for k in old.iter() {
                 p.by_key.remove(&(k.clone(), *digest));
             }
-            self.forget(old);
+            self.forget(&old);
         }
         if keys.is_empty() {
             return;
@@ -156,7 +175,7 @@ impl Sindex {
         }
         self.entries.fetch_add(keys.len() as u64, Ordering::Relaxed);
         self.key_bytes.fetch_add(keys.iter().map(|k| k.heap_bytes() as u64).sum(), Ordering::Relaxed);
-        p.by_digest.insert(*digest, keys.into());
+        p.by_digest.insert(*digest, Keys::from(keys));
     }
 
     /// Drops the record's entries.
@@ -243,7 +262,7 @@ impl Registry {
         }
         let list = self.list.read();
         let view = ImageView::parse(image).ok();
-        let mut keys = Vec::new();
+        let mut keys = Keys::new();
         for ix in list.iter().filter(|ix| ix.set_id == 0 || ix.set_id == set_id) {
             match &view {
                 Some(v) => ix.def.spec.keys_of(v, &mut keys),
