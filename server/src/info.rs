@@ -242,7 +242,8 @@ fn namespace_stats(node: &Node, rest: &str) -> String {
     };
     let st = s.ns.stats();
     let c = s.ns.config();
-    let used = st.index_bytes + st.data_bytes;
+    let sindex_bytes = s.ns.sindex_used_bytes();
+    let used = st.index_bytes + st.data_bytes + sindex_bytes;
     // Objects by this node's role for their partition.
     let (mut master, mut prole, mut non_replica) = (st.objects, 0, 0);
     let (mut cluster_size, mut rf, mut tx, mut rx) = (1, 1, 0, 0);
@@ -268,7 +269,7 @@ fn namespace_stats(node: &Node, rest: &str) -> String {
         o,
         "ns_cluster_size={cluster_size};effective_replication_factor={rf};objects={};tombstones={};master_objects={master};prole_objects={prole};non_replica_objects={non_replica};\
 expired_objects={};evicted_objects={};truncated_records={};stop_writes={};hwm_breached={};\
-index_used_bytes={};data_used_bytes={};memory_used_bytes={};memory_used_pct={};data_total_bytes={};\
+index_used_bytes={};sindex_used_bytes={sindex_bytes};data_used_bytes={};memory_used_bytes={};memory_used_pct={};data_total_bytes={};\
 migrate_tx_partitions_remaining={tx};migrate_rx_partitions_remaining={rx};\
 replication-factor={};default-ttl={};evict-used-pct={};stop-writes-used-pct={};max-record-size={};\
 partition-tree-sprigs={};nsup-period={};{}",

@@ -96,17 +96,33 @@ def test_geo_within_and_contains(client, data):
     assert keys_of(client, p.geo_within_geojson_region("g", json.dumps(region))) == [10, 11, 12, 13, 14]
     # An AeroCircle of 2 km around point 0: points 0, 1 and 2 (0.01 degrees of longitude is ~890 m).
     assert keys_of(client, p.geo_within_radius("g", -122.0, 37.0, 2000)) == [0, 1, 2]
-    client.put((NS, SET, "region"), {"area": aerospike.GeoJSON(region)}, policy=SEND_KEY)
+    circle = {"type": "AeroCircle", "coordinates": [[-121.87, 37.0], 1500]}
+    far = {"type": "AeroCircle", "coordinates": [[-100.0, 40.0], 1500]}
+    areas = {"region": region, "circle": circle, "far": far}
+    for name, area in areas.items():
+        client.put((NS, SET, name), {"area": aerospike.GeoJSON(area)}, policy=SEND_KEY)
     client.index_geo2dsphere_create(NS, SET, "area", "ix_area")
     try:
         wait_built(client, "ix_area")
-        point = aerospike.GeoJSON({"type": "Point", "coordinates": [-121.88, 37.0]})
-        q = client.query(NS, SET)
-        q.where(p.geo_contains_geojson_point("area", point.dumps()))
-        assert [r[0][2] for r in q.results()] == ["region"]
+
+        def holding(lng, lat):
+            point = aerospike.GeoJSON({"type": "Point", "coordinates": [lng, lat]})
+            q = client.query(NS, SET)
+            q.where(p.geo_contains_geojson_point("area", point.dumps()))
+            return sorted(r[0][2] for r in q.results())
+
+        assert holding(-121.88, 37.0) == ["circle", "region"]
+        assert holding(-121.90, 37.05) == ["region"]
+        assert holding(-121.854, 37.0) == ["circle"]
+        assert holding(-100.0, 40.01) == ["far"]
+        assert holding(10.0, 10.0) == []
+        # A region query that holds no point answers nothing; one around point 150 only it.
+        assert keys_of(client, p.geo_within_radius("g", 20.0, 20.0, 5000)) == []
+        assert keys_of(client, p.geo_within_radius("g", -120.5, 37.0, 100)) == [150]
     finally:
         client.index_remove(NS, "ix_area")
-        client.remove((NS, SET, "region"))
+        for name in areas:
+            client.remove((NS, SET, name))
 
 
 def test_query_with_an_expression_and_a_partition_filter(client, data):
@@ -129,6 +145,12 @@ def test_index_listing_and_statistics(client, data):
     assert "indexname=ix_n:set=sidx:bin=n:type=numeric:indextype=default" in text
     stats = next(iter(client.info_all(f"sindex/{NS}/ix_n").values()))[1]
     assert "entries=200" in stats and "load_pct=100" in stats
+    # Index memory counts in the namespace's memory (eviction and stop-writes see it).
+    ns_stats = next(iter(client.info_all(f"namespace/{NS}").values()))[1]
+    fields = dict(kv.split("=", 1) for kv in ns_stats.strip().split(";") if "=" in kv)
+    assert int(fields["sindex_used_bytes"]) > 0
+    parts = ("index_used_bytes", "data_used_bytes", "sindex_used_bytes")
+    assert int(fields["memory_used_bytes"]) == sum(int(fields[k]) for k in parts)
 
 
 def test_entries_match_a_scan_after_a_storm(client, data):

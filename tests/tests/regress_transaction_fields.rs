@@ -147,11 +147,13 @@ fn transaction_tagged_commands_are_refused_and_leave_no_trace() {
     assert_eq!(exchange(&mut s, &frame(&plain, READ, &[], false), false)[0].0, 0);
     assert_eq!(exchange(&mut s, &frame(&tagged, READ, &[], false), false)[0].0, ResultCode::NotFound.code());
 
-    // `features` claims nothing that does not work.
+    // `features` claims nothing that does not work: no UDFs, no strong consistency.
     let features = server.info("features");
-    for absent in ["geo", "query-show"] {
+    for absent in ["udf", "relaxed-sc"] {
         assert!(!features.split(';').any(|f| f == absent), "features claims {absent}: {features}");
     }
-    // Bit operations on blobs work, and say so.
-    assert!(features.split(';').any(|f| f == "blob-bits"), "{features}");
+    // Bit operations on blobs, geospatial queries and job listings work, and say so.
+    for present in ["blob-bits", "geo", "query-show"] {
+        assert!(features.split(';').any(|f| f == present), "{present} missing: {features}");
+    }
 }

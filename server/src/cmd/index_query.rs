@@ -26,12 +26,13 @@ impl IndexQuery {
     /// the integer itself, or a 64-bit FNV-1a hash of a string or blob.
     pub(crate) fn bval(&self, image: &ImageView<'_>) -> u64 {
         let mut keys = petrel_storage::sindex::Keys::new();
-        self.index.def.spec.keys_of(image, &mut keys);
+        self.index.def.spec.values_of(image, &mut keys);
         match keys.iter().find(|k| self.range.matches(k)) {
             Some(Key::Int(v)) => *v as u64,
             Some(Key::Bytes(b)) => {
                 b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &byte| (h ^ byte as u64).wrapping_mul(0x0100_0000_01b3))
             }
+            Some(Key::Cell(c)) => *c,
             None => 0,
         }
     }
@@ -82,7 +83,7 @@ pub(crate) fn parse(msg: &Message<'_>, ns: &Namespace) -> Result<Option<IndexQue
         Some(ParticleType::Integer) => (KeyType::Numeric, Range::Int(int(begin)?, int(end)?)),
         Some(ParticleType::String) => (KeyType::String, Range::Bytes(begin.to_vec())),
         Some(ParticleType::Blob) => (KeyType::Blob, Range::Bytes(begin.to_vec())),
-        Some(ParticleType::GeoJson) => (KeyType::Geo, Range::Geo(begin.to_vec())),
+        Some(ParticleType::GeoJson) => (KeyType::Geo, Range::geo(begin.to_vec())),
         _ => return Err(ResultCode::Parameter),
     };
     let collection = match msg.field(FieldType::IndexType) {

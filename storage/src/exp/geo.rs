@@ -7,7 +7,7 @@
 use serde_json::Value;
 
 /// Mean earth radius, metres.
-const EARTH_RADIUS_M: f64 = 6_371_000.0;
+pub const EARTH_RADIUS_M: f64 = 6_371_000.0;
 
 type Ring = Vec<(f64, f64)>;
 
@@ -96,5 +96,46 @@ pub(crate) fn compare(left: &[u8], right: &[u8]) -> Option<bool> {
     Some(match (parse(left)?, parse(right)?) {
         (Shape::Point(x, y), region) | (region, Shape::Point(x, y)) => point_in(x, y, &region),
         _ => false,
+    })
+}
+
+/// What a GeoJSON value spans, for the cell index: a point, a circle, or for each polygon the
+/// longitude/latitude box of its outer ring (the box holds every point the ray-casting test
+/// can place inside the polygon).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Extent {
+    Point {
+        lng: f64,
+        lat: f64,
+    },
+    Circle {
+        lng: f64,
+        lat: f64,
+        radius_m: f64,
+    },
+    /// `[lng_lo, lat_lo, lng_hi, lat_hi]` per polygon.
+    Boxes(Vec<[f64; 4]>),
+}
+
+/// The extent of a GeoJSON value (bare text or a stored particle); `None` when it is not
+/// GeoJSON this understands.
+pub fn extent(bytes: &[u8]) -> Option<Extent> {
+    Some(match parse(bytes)? {
+        Shape::Point(lng, lat) => Extent::Point { lng, lat },
+        Shape::Circle(lng, lat, radius_m) => Extent::Circle { lng, lat, radius_m },
+        Shape::Polygons(polys) => Extent::Boxes(
+            polys
+                .iter()
+                .filter_map(|rings| {
+                    let outer = rings.first()?;
+                    let (x0, y0) = *outer.first()?;
+                    Some(
+                        outer
+                            .iter()
+                            .fold([x0, y0, x0, y0], |[a, b, c, d], &(x, y)| [a.min(x), b.min(y), c.max(x), d.max(y)]),
+                    )
+                })
+                .collect(),
+        ),
     })
 }

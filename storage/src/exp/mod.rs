@@ -21,6 +21,7 @@ mod tests;
 
 pub use decode::{Program, DEPTH_MAX, NODES_MAX};
 pub use eval::{Bins, RecordCtx};
+pub use geo::{extent as geo_extent, Extent as GeoExtent, EARTH_RADIUS_M};
 pub use value::EVal;
 
 /// Whether one GeoJSON value (bare JSON text or a stored particle) lies within the other or

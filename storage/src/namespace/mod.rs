@@ -146,9 +146,15 @@ impl<E: StorageEngine> Namespace<E> {
         &self.partitions[pid as usize]
     }
 
-    /// Bytes of memory in use: index plus data.
+    /// Bytes of memory in use: primary index, data and secondary indexes (all count toward
+    /// eviction and stop-writes).
     pub fn memory_used_bytes(&self) -> u64 {
-        self.counters.index_bytes.load(Ordering::Relaxed) + self.engine.data_bytes()
+        self.counters.index_bytes.load(Ordering::Relaxed) + self.engine.data_bytes() + self.sindex_used_bytes()
+    }
+
+    /// Bytes of memory the secondary indexes take (their statistics' estimate).
+    pub fn sindex_used_bytes(&self) -> u64 {
+        self.sindexes.memory_used_bytes()
     }
 
     pub(crate) fn pct_of_memory(memory_size_bytes: u64, pct: u8) -> u64 {

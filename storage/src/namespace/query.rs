@@ -148,7 +148,7 @@ impl<E: StorageEngine> Namespace<E> {
                 let Some(loc) = e.loc() else { continue };
                 let image = self.engine.read(loc, &mut scratch)?;
                 let view = ImageView::parse(image)?;
-                ix.def.spec.keys_of(&view, &mut keys);
+                ix.def.spec.values_of(&view, &mut keys);
                 if !keys.iter().any(|k| range.matches(k)) || !self.passes(filter, e, &view, now_ms) {
                     continue;
                 }

@@ -6,6 +6,7 @@ use petrel_proto::msgpack::MsgValue;
 use petrel_proto::particle;
 use petrel_proto::wire::ParticleType;
 
+use super::geo_cells::CellLookup;
 use crate::cdt::{self, ParticleRef};
 use crate::record::ImageView;
 
@@ -97,19 +98,21 @@ impl Collection {
     }
 }
 
-/// One index key. Keys of one index all have the index's type; GeoJSON values are kept whole
-/// and matched geometrically at query time.
+/// One index key, or one value drawn from a record. Keys of one index all have the index's
+/// type: integers, bytes (strings, blobs) or, for a geospatial index, S2 cell ids; the values
+/// a geospatial index is drawn from are the GeoJSON texts, matched geometrically.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Key {
     Int(i64),
     Bytes(Box<[u8]>),
+    Cell(u64),
 }
 
 impl Key {
     /// Bytes of memory the key takes besides its enum slot.
     pub fn heap_bytes(&self) -> usize {
         match self {
-            Key::Int(_) => 0,
+            Key::Int(_) | Key::Cell(_) => 0,
             Key::Bytes(b) => b.len(),
         }
     }
@@ -126,16 +129,28 @@ pub enum Range {
     /// Exactly these bytes (string or blob equality).
     Bytes(Vec<u8>),
     /// GeoJSON: points within this region, or regions containing this point.
-    Geo(Vec<u8>),
+    Geo(GeoQuery),
+}
+
+/// A geospatial query: the GeoJSON value and the cell lookups that find its candidates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GeoQuery {
+    pub json: Vec<u8>,
+    pub lookups: Vec<CellLookup>,
 }
 
 impl Range {
-    /// Whether `key` satisfies the range.
-    pub fn matches(&self, key: &Key) -> bool {
-        match (self, key) {
+    /// A geospatial range for the GeoJSON `json` (a region or a point).
+    pub fn geo(json: Vec<u8>) -> Range {
+        Range::Geo(GeoQuery { lookups: super::geo_cells::lookups(&json), json })
+    }
+
+    /// Whether a record's value (as [`KeySpec::values_of`] draws it) satisfies the range.
+    pub fn matches(&self, value: &Key) -> bool {
+        match (self, value) {
             (Range::Int(lo, hi), Key::Int(v)) => lo <= v && v <= hi,
             (Range::Bytes(want), Key::Bytes(b)) => **b == want[..],
-            (Range::Geo(query), Key::Bytes(json)) => crate::exp::geo_compare(json, query).unwrap_or(false),
+            (Range::Geo(query), Key::Bytes(json)) => crate::exp::geo_compare(json, &query.json).unwrap_or(false),
             _ => false,
         }
     }
@@ -153,9 +168,19 @@ pub struct KeySpec {
 }
 
 impl KeySpec {
-    /// The keys of a record image, sorted and without duplicates, appended to `out` (cleared
-    /// first). A record without the bin, or whose value has another type, has none.
+    /// The index keys of a record image, sorted and without duplicates, in `out` (cleared
+    /// first): its values, or for a geospatial index the S2 cells they are indexed under.
     pub fn keys_of(&self, image: &ImageView<'_>, out: &mut Keys) {
+        self.values_of(image, out);
+        if self.key_type == KeyType::Geo {
+            super::geo_cells::to_cells(out);
+        }
+    }
+
+    /// The values of a record image the index is drawn from, sorted and without duplicates,
+    /// in `out` (cleared first); GeoJSON values as their text. A record without the bin, or
+    /// whose value has another type, has none.
+    pub fn values_of(&self, image: &ImageView<'_>, out: &mut Keys) {
         out.clear();
         let Ok(Some(bin)) = image.bin(&self.bin) else { return };
         if self.ctx.is_empty() && self.collection == Collection::Default {

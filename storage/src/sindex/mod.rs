@@ -14,6 +14,7 @@
 //! indexed until the supervisor reclaims them; queries re-check every record they return
 //! (liveness, set, the key against the range), so such entries are never answered.
 
+mod geo_cells;
 mod keys;
 
 use std::collections::{BTreeSet, HashMap};
@@ -25,7 +26,8 @@ use petrel_proto::{Digest, PartitionId, PARTITIONS_COUNT};
 
 use crate::record::ImageView;
 
-pub use keys::{Collection, Key, KeySpec, KeyType, Keys, Range, KEYS_PER_RECORD_MAX};
+pub use geo_cells::{CellLookup, CELLS_MAX as GEO_CELLS_MAX, LEVEL_MAX as GEO_LEVEL_MAX, LEVEL_MIN as GEO_LEVEL_MIN};
+pub use keys::{Collection, GeoQuery, Key, KeySpec, KeyType, Keys, Range, KEYS_PER_RECORD_MAX};
 
 /// Most secondary indexes per namespace (Aerospike's limit).
 pub const SINDEXES_MAX: usize = 256;
@@ -209,9 +211,21 @@ impl Sindex {
                 let k = Key::Bytes(b.as_slice().into());
                 p.by_key.range((k.clone(), Digest([0; 20]))..=(k, Digest([0xff; 20]))).map(|(_, d)| *d).collect()
             }
-            // Geometry has no order to range over: every indexed value is tested.
-            Range::Geo(_) => {
-                p.by_digest.iter().filter(|(_, keys)| keys.iter().any(|k| range.matches(k))).map(|(d, _)| *d).collect()
+            // The cells that can hold a match; the caller tests each candidate exactly.
+            Range::Geo(query) => {
+                let mut found = Vec::new();
+                for lookup in &query.lookups {
+                    let (lo, hi) = match *lookup {
+                        CellLookup::Span(lo, hi) => (lo, hi),
+                        CellLookup::Exact(cell) => (cell, cell),
+                    };
+                    found.extend(
+                        p.by_key
+                            .range((Key::Cell(lo), Digest([0; 20]))..=(Key::Cell(hi), Digest([0xff; 20])))
+                            .map(|(_, d)| *d),
+                    );
+                }
+                found
             }
         };
         drop(p);
@@ -253,6 +267,14 @@ impl Registry {
         let out = f(&mut list);
         self.any.store(!list.is_empty(), Ordering::Release);
         out
+    }
+
+    /// Bytes of memory all indexes take; 0 at once when there are none.
+    pub fn memory_used_bytes(&self) -> u64 {
+        if !self.any.load(Ordering::Acquire) {
+            return 0;
+        }
+        self.list.read().iter().map(|ix| ix.stats().memory_used_bytes).sum()
     }
 
     /// Upkeep after record `digest` of set `set_id` got `image`.
