@@ -6,7 +6,6 @@
 //!
 //! ```no_run
 //! use petrel_client::{Bins, Client, ClientPolicy, IndexFilter, ScanPolicy};
-//! use futures::StreamExt;
 //!
 //! # async fn example() -> Result<(), petrel_client::Error> {
 //! let client = Client::new(ClientPolicy::default(), &["127.0.0.1:3000"]).await?;
