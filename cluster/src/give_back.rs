@@ -25,7 +25,7 @@ impl ClusterNode {
 
     /// Whether this node holds partition `pid`: records, or a version it would report. An
     /// empty copy counts too: given back, it stops claiming a version in the next exchange.
-    fn holds_copy(&self, ns: usize, pid: u16) -> bool {
+    pub(crate) fn holds_copy(&self, ns: usize, pid: u16) -> bool {
         self.versions.lock()[ns][pid as usize] != 0 || !self.namespaces[ns].partition(pid).is_empty()
     }
 

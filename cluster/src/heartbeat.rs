@@ -186,6 +186,16 @@ impl Heartbeat {
         self.membership.lock().endpoints_of(id)
     }
 
+    /// From now on this node announces it is leaving.
+    pub fn set_leaving(&self) {
+        self.membership.lock().set_leaving();
+    }
+
+    /// Whether every member of the view, this node included, announces it is leaving.
+    pub fn everyone_leaving(&self) -> bool {
+        self.membership.lock().everyone_leaving()
+    }
+
     /// Pulses refused because they named another cluster.
     pub fn refused_cluster_name(&self) -> u64 {
         self.membership.lock().refused_cluster_name

@@ -28,6 +28,7 @@
 //! * `rebalance`: following views, computing and installing the plans.
 //! * `migrate`: sending and receiving partitions, announcing completed ones.
 //! * `give_back`: dropping copies that settled on their owners.
+//! * `leave`: leaving on purpose, handing every partition over first ([`LeaveOutcome`]).
 //! * `route`: where a request is served ([`Route`]), the wait for a plan being installed.
 //! * `replica`: replica writes ([`ClusterNode::write_copies`]) and applying them.
 //! * `proxy`: requests and info commands carried to peers.
@@ -42,6 +43,7 @@ pub mod plan;
 
 mod exchange;
 mod give_back;
+mod leave;
 mod migrate;
 mod node;
 mod proxy;
@@ -52,6 +54,7 @@ mod route;
 mod saved;
 
 pub use heartbeat::HeartbeatConfig;
+pub use leave::LeaveOutcome;
 pub use membership::{ClusterView, Membership, MembershipConfig, NodeEndpoints};
 pub use node::{ClusterConfig, ClusterNode, ServiceHooks};
 pub use partition_table::{NodeId, PartitionTable};

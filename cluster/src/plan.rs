@@ -121,9 +121,11 @@ impl PartitionRow {
         !self.owners.contains(&node) && self.is_settled()
     }
 
-    /// Nodes a write applied by `master` is copied to: the owners and the source.
+    /// Nodes a write applied by `master` is copied to: the owners, and the source while the
+    /// partition is not settled (once it is, the source's copy is given back, and a source
+    /// that was leaving may be gone).
     pub fn copy_targets(&self, master: NodeId) -> impl Iterator<Item = NodeId> + '_ {
-        let source = (!self.owners.contains(&self.source)).then_some(self.source);
+        let source = (!self.owners.contains(&self.source) && !self.is_settled()).then_some(self.source);
         self.owners.iter().copied().chain(source).filter(move |&n| n != master)
     }
 
@@ -193,21 +195,25 @@ impl Plan {
         cluster_key: u64,
         reported: impl Fn(NodeId) -> Option<&'a [u64]>,
     ) -> Plan {
-        Self::compute_with_restored(members, replication_factor, cluster_key, reported, |_| false)
+        Self::compute_with_restored(members, &[], replication_factor, cluster_key, reported, |_| false)
     }
 
     /// [`Plan::compute`], where `restored(node)` says that `node` reported versions read back
     /// from its device store at start. Such a copy stopped taking writes when the node went
     /// down, so it is at most as new as a live holder's: it counts only for a partition no
-    /// live member holds (a whole-cluster restart), and is otherwise replaced.
+    /// live member holds (a whole-cluster restart), and is otherwise replaced. Members in
+    /// `leaving` own nothing (unless every member is leaving): their copies count as any
+    /// holder's, so they are the source of what only they hold and hand it to the owners.
     pub fn compute_with_restored<'a>(
         members: &[NodeId],
+        leaving: &[NodeId],
         replication_factor: usize,
         cluster_key: u64,
         reported: impl Fn(NodeId) -> Option<&'a [u64]>,
         restored: impl Fn(NodeId) -> bool,
     ) -> Plan {
-        let table = PartitionTable::compute(members, replication_factor);
+        let staying: Vec<NodeId> = members.iter().copied().filter(|m| !leaving.contains(m)).collect();
+        let table = PartitionTable::compute(if staying.is_empty() { members } else { &staying }, replication_factor);
         let mut by_id: Vec<NodeId> = members.to_vec();
         by_id.sort_unstable_by(|a, b| b.cmp(a));
         let versions: Vec<(NodeId, Option<&[u64]>)> = by_id.iter().map(|&n| (n, reported(n))).collect();
@@ -413,12 +419,35 @@ mod tests {
     }
 
     #[test]
+    fn a_leaving_member_owns_nothing_and_hands_over_what_only_it_holds() {
+        let all = vec![5u64; PARTITIONS_COUNT];
+        // C is leaving and alone holds every partition: it is the source everywhere, the
+        // others are the owners and receive it.
+        let plan = Plan::compute_with_restored(&[C, B, A], &[C], 2, 9, |n| (n == C).then_some(&all[..]), |_| false);
+        for row in &plan.rows {
+            assert!(!row.owners.contains(&C));
+            assert_eq!(row.owners.len(), 2);
+            assert_eq!(row.source, C);
+            assert_eq!(row.acting_master(), C, "it takes writes until an owner is complete");
+            assert!(!row.is_settled());
+        }
+        assert_eq!(plan.remaining_for(C).0, PARTITIONS_COUNT);
+        // When the others hold it too, nothing moves and C's copy is no longer needed.
+        let plan = Plan::compute_with_restored(&[C, B, A], &[C], 2, 9, |_| Some(&all[..]), |_| false);
+        assert!(plan.rows.iter().all(|r| r.is_settled_without(C)));
+        // Everyone leaving: the data has nowhere else to go, so the members keep owning it.
+        let plan = Plan::compute_with_restored(&[B, A], &[B, A], 2, 9, |_| Some(&all[..]), |_| false);
+        assert!(plan.rows.iter().all(|r| r.owners.len() == 2 && r.is_settled()));
+    }
+
+    #[test]
     fn restored_copies_count_only_where_no_live_member_holds_the_partition() {
         let live = vec![5u64; PARTITIONS_COUNT];
         let restored_v = vec![3u64; PARTITIONS_COUNT];
         // C restarted on its data while A and B held everything: C's copies are replaced.
         let plan = Plan::compute_with_restored(
             &[C, B, A],
+            &[],
             2,
             9,
             |n| Some(if n == C { &restored_v[..] } else { &live[..] }),
@@ -429,7 +458,7 @@ mod tests {
             assert!(row.merges_pending.is_empty());
         }
         // The whole cluster restarted: the restored copies are the data.
-        let plan = Plan::compute_with_restored(&[C, B, A], 2, 9, |_| Some(&restored_v[..]), |_| true);
+        let plan = Plan::compute_with_restored(&[C, B, A], &[], 2, 9, |_| Some(&restored_v[..]), |_| true);
         for row in &plan.rows {
             assert!(row.owners.iter().all(|&o| row.version_of(o) != 0));
             assert!(row.is_settled());

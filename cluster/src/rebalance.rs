@@ -80,6 +80,7 @@ impl ClusterNode {
                 let held = |n: crate::NodeId| book.get(&n).and_then(|v| v.get(i));
                 Plan::compute_with_restored(
                     &view.members,
+                    &view.leaving,
                     rf,
                     key,
                     |n| held(n).map(|h| h.versions.as_slice()),

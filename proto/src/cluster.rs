@@ -42,6 +42,13 @@ pub struct Pulse {
     /// learns how to reach everyone: parallel to `adjacency`.
     #[prost(string, repeated, tag = "10")]
     pub adjacency_endpoints: Vec<String>,
+    /// The sender is leaving (it was told to stop): it asks to own nothing and hands its
+    /// partitions over before it goes.
+    #[prost(bool, tag = "11")]
+    pub leaving: bool,
+    /// The members of the sender's view that own nothing because they are leaving.
+    #[prost(uint64, repeated, tag = "12")]
+    pub leaving_members: Vec<u64>,
 }
 
 #[cfg(test)]
@@ -60,6 +67,8 @@ mod tests {
             adjacency_endpoints: vec!["127.0.0.3:3002".into(), "127.0.0.4:3002".into()],
             cluster_key: 0x1234,
             members: vec![3, 2, 1],
+            leaving: true,
+            leaving_members: vec![3],
             ..Default::default()
         };
         let bytes = p.encode_to_vec();

@@ -83,7 +83,8 @@ pub struct ClusterSettings {
     pub fabric: String,
     /// Heartbeat endpoints of other nodes (`host:port`, names allowed); one is enough.
     pub seeds: Vec<String>,
-    /// The host peers and clients are told; empty = the service listen address's host.
+    /// The host peers and clients are told; empty = the service listen address's host, or
+    /// on a wildcard listener the address that routes to the seeds (else the host name's).
     pub advertise: String,
     /// Milliseconds between heartbeat pulses.
     pub heartbeat_interval_ms: u64,
@@ -93,6 +94,9 @@ pub struct ClusterSettings {
     pub conflict_resolution: String,
     /// Partitions a node sends at once during migrations.
     pub migrate_threads: usize,
+    /// On SIGTERM, seconds a clustered node may spend handing its partitions to the members
+    /// that stay before it exits anyway (0 = leave at once, as if it had died).
+    pub leave_grace_secs: u64,
 }
 
 impl Default for ClusterSettings {
@@ -106,6 +110,7 @@ impl Default for ClusterSettings {
             heartbeat_timeout: 10,
             conflict_resolution: "generation".into(),
             migrate_threads: 4,
+            leave_grace_secs: 30,
         }
     }
 }
@@ -137,10 +142,36 @@ impl ClusterSettings {
         } else if !service.ip().is_unspecified() {
             service.ip().to_string()
         } else {
-            return Err("cluster.advertise: required when the service listens on every address".into());
+            own_address(&self.seeds).ok_or(
+                "cluster.advertise: not set, and no address of this host routes to the seeds or \
+                 belongs to its host name; set it",
+            )?
         };
         Ok(ClusterAddresses { heartbeat, fabric, advertise })
     }
+}
+
+/// The address this host is reached at, for a node listening on every address: the local
+/// address of the route to the first seed that resolves (a UDP socket is connected, which
+/// sends nothing), else the first non-loopback address of the host name. In a container
+/// both give the container's address on the network its peers share.
+fn own_address(seeds: &[String]) -> Option<String> {
+    use std::net::{ToSocketAddrs, UdpSocket};
+    let usable = |ip: std::net::IpAddr| !ip.is_unspecified() && !ip.is_multicast();
+    for seed in seeds {
+        for addr in seed.to_socket_addrs().into_iter().flatten() {
+            let any: SocketAddr = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().ok()?;
+            let routed = UdpSocket::bind(any).and_then(|s| s.connect(addr).and_then(|_| s.local_addr()));
+            if let Ok(local) = routed.map(|l| l.ip()) {
+                if usable(local) {
+                    return Some(local.to_string());
+                }
+            }
+        }
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let addrs = (host.trim(), 0).to_socket_addrs().ok()?;
+    addrs.map(|a| a.ip()).find(|ip| usable(*ip) && !ip.is_loopback()).map(|ip| ip.to_string())
 }
 
 /// A namespace's settings, as written in the file (names as in Aerospike, with `_`).
@@ -385,6 +416,9 @@ impl Config {
         }
         if !(1..=64).contains(&c.migrate_threads) {
             return Err("cluster.migrate_threads: must be 1 to 64".into());
+        }
+        if c.leave_grace_secs > 3600 {
+            return Err("cluster.leave_grace_secs: at most 3600".into());
         }
         Ok(())
     }

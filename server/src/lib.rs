@@ -52,6 +52,9 @@ pub async fn run(config: config::Config, shutdown: impl std::future::Future<Outp
         node.cluster().is_some().then(|| tokio::spawn(pull_sindex_catalogs(Arc::clone(&node), stop_rx.clone())));
     let server = tokio::spawn(service::serve(Arc::clone(&node), listener, stop_rx));
     shutdown.await;
+    if let Some(c) = node.cluster() {
+        leave_cluster(c, node.config.cluster.leave_grace_secs).await;
+    }
     tracing::info!("shutting down: no new connections, finishing requests in flight");
     let _ = stop_tx.send(true);
     server.await?;
@@ -67,6 +70,32 @@ pub async fn run(config: config::Config, shutdown: impl std::future::Future<Outp
     node.stop_supervisors();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Hands this node's partitions to the members that stay (at most `grace_secs`), still
+/// serving meanwhile: it is their acting master until they hold them. Then keeps serving a
+/// little longer, so clients see the new partition map before its connections close.
+async fn leave_cluster(cluster: &ClusterNode, grace_secs: u64) {
+    use petrel_cluster::LeaveOutcome;
+    /// Past two client tend intervals (1 s by default).
+    const CLIENT_MAP_REFRESH: std::time::Duration = std::time::Duration::from_secs(2);
+    if grace_secs == 0 {
+        return;
+    }
+    tracing::info!(grace_secs, "leaving the cluster: handing partitions over");
+    let started = std::time::Instant::now();
+    match cluster.leave(std::time::Duration::from_secs(grace_secs)).await {
+        LeaveOutcome::HandedOver => {
+            tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "partitions handed over");
+            tokio::time::sleep(CLIENT_MAP_REFRESH).await;
+        }
+        LeaveOutcome::EveryoneLeaving => tracing::info!("every member is leaving: nothing to hand over"),
+        LeaveOutcome::GraceExpired { partitions_left } => tracing::warn!(
+            partitions_left,
+            grace_secs,
+            "leave grace time expired: partitions only this node held may be lost"
+        ),
+    }
 }
 
 /// Every second, takes the index-catalog changes peers hold and this node does not.

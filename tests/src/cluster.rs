@@ -114,6 +114,30 @@ impl TestCluster {
         }
     }
 
+    /// SIGTERM to nodes `which` at once (as a scale-down does); waits (at most `timeout` in
+    /// all) for each to exit and returns their exit codes (`None`: killed after the timeout).
+    pub fn stop_together(&mut self, which: &[usize], timeout: Duration) -> Vec<Option<i32>> {
+        let deadline = Instant::now() + timeout;
+        let mut stopping: Vec<Petreld> = which.iter().filter_map(|&i| self.nodes[i].take()).collect();
+        for p in &stopping {
+            // A paused node would hold SIGTERM until resumed; a node that already exited
+            // answers nothing, and is collected below.
+            for signal in ["-CONT", "-TERM"] {
+                let _ = std::process::Command::new("kill").arg(signal).arg(p.pid().to_string()).status();
+            }
+        }
+        stopping
+            .iter_mut()
+            .map(|p| match p.terminate(deadline.saturating_duration_since(Instant::now())) {
+                Some(status) => status.code(),
+                None => {
+                    p.kill9();
+                    None
+                }
+            })
+            .collect()
+    }
+
     /// SIGSTOP to node `i`: it neither runs nor answers until [`TestCluster::resume`].
     pub fn pause(&self, i: usize) {
         if let Some(p) = &self.nodes[i] {
@@ -164,5 +188,14 @@ impl TestCluster {
         self.running()
             .map(|p| stat(&info(p.addr, "statistics"), key).and_then(|v| v.parse().ok()).unwrap_or(0))
             .collect()
+    }
+}
+
+impl Drop for TestCluster {
+    /// Stops every node at once: a whole cluster told to stop has no one to hand partitions
+    /// to, so its nodes exit without waiting for each other.
+    fn drop(&mut self) {
+        let all: Vec<usize> = (0..self.nodes.len()).collect();
+        self.stop_together(&all, Duration::from_secs(20));
     }
 }

@@ -47,16 +47,30 @@ impl MembershipConfig {
     }
 }
 
-/// Who is in the cluster: a key (new at every change) and the members, highest id first.
+/// Who is in the cluster: a key (new at every change), the members, highest id first, and
+/// those of them that are leaving (highest id first): members still, so they hand their
+/// partitions over, but owners of nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ClusterView {
     pub key: u64,
     pub members: Vec<NodeId>,
+    pub leaving: Vec<NodeId>,
 }
 
 impl ClusterView {
     pub fn principal(&self) -> Option<NodeId> {
         self.members.first().copied()
+    }
+
+    /// The members partitions are given to: every member not leaving, or every member when
+    /// all are leaving (the data has nowhere else to go).
+    pub fn owners(&self) -> Vec<NodeId> {
+        let staying: Vec<NodeId> = self.members.iter().copied().filter(|m| !self.leaving.contains(m)).collect();
+        if staying.is_empty() {
+            self.members.clone()
+        } else {
+            staying
+        }
     }
 }
 
@@ -79,6 +93,8 @@ struct Peer {
     heartbeat_endpoints: Vec<String>,
     fabric_endpoints: Vec<String>,
     service_endpoints: Vec<String>,
+    /// The peer announces it is leaving.
+    leaving: bool,
 }
 
 /// Where a member can be reached, as it advertises itself.
@@ -115,6 +131,8 @@ pub struct Membership {
     stray_rekeys: u32,
     /// Pulses refused for a different cluster name.
     pub refused_cluster_name: u64,
+    /// This node is leaving: its pulses say so, and as principal it lists itself leaving.
+    leaving: bool,
 }
 
 /// How many left views a node remembers: more than a principal could show it in the time it
@@ -150,6 +168,7 @@ impl Membership {
             refusing: None,
             stray_rekeys: 0,
             refused_cluster_name: 0,
+            leaving: false,
         }
     }
 
@@ -247,6 +266,27 @@ impl Membership {
         self.me
     }
 
+    /// Marks this node as leaving: from its next pulse on it asks to own nothing, and its
+    /// principal decides a view that lists it leaving at the next quantum.
+    pub fn set_leaving(&mut self) {
+        self.leaving = true;
+    }
+
+    /// Whether this node is leaving and so is every other member of its view (a whole
+    /// cluster told to stop): there is no one to hand partitions to.
+    pub fn everyone_leaving(&self) -> bool {
+        self.leaving && self.view.members.iter().all(|&m| self.announces_leaving(m))
+    }
+
+    /// Whether `id` announces it is leaving (this node included).
+    fn announces_leaving(&self, id: NodeId) -> bool {
+        if id == self.me {
+            self.leaving
+        } else {
+            self.peers.get(&id).is_some_and(|p| p.leaving)
+        }
+    }
+
     /// Sets the fabric and service endpoints this node advertises in its pulses.
     pub fn set_endpoints(&mut self, endpoints: NodeEndpoints) {
         self.my_fabric_and_service = endpoints;
@@ -312,10 +352,15 @@ impl Membership {
             Peer {
                 last_heard_ms: now_ms,
                 adjacency: pulse.adjacency.clone(),
-                view: ClusterView { key: pulse.cluster_key, members: pulse.members.clone() },
+                view: ClusterView {
+                    key: pulse.cluster_key,
+                    members: pulse.members.clone(),
+                    leaving: pulse.leaving_members.clone(),
+                },
                 heartbeat_endpoints: pulse.heartbeat_endpoints.clone(),
                 fabric_endpoints: pulse.fabric_endpoints.clone(),
                 service_endpoints: pulse.service_endpoints.clone(),
+                leaving: pulse.leaving,
             },
         );
         Ok(())
@@ -424,9 +469,10 @@ impl Membership {
             self.stray_rekeys = 0;
         }
         let stray = stray && self.stray_rekeys <= STRAY_REKEYS_MAX;
-        if clique != self.view.members || stray {
+        let leaving: Vec<NodeId> = clique.iter().copied().filter(|&id| self.announces_leaving(id)).collect();
+        if clique != self.view.members || stray || leaving != self.view.leaving {
             let key = self.new_key();
-            return Some(self.enter(ClusterView { key, members: clique }));
+            return Some(self.enter(ClusterView { key, members: clique, leaving }));
         }
         None
     }
@@ -449,6 +495,8 @@ impl Membership {
             adjacency_endpoints,
             cluster_key: self.view.key,
             members: self.view.members.clone(),
+            leaving: self.leaving,
+            leaving_members: self.view.leaving.clone(),
         }
     }
 }

@@ -114,6 +114,29 @@ fn three_nodes_agree_with_the_highest_as_principal() {
 }
 
 #[test]
+fn a_leaving_node_stays_a_member_listed_as_leaving_until_it_goes() {
+    let mut sim = Sim::new(&[A, B, C], "prod");
+    sim.run_until(10_000, |s| s.agree(&[0, 1, 2], &[C, B, A]));
+    let old_key = sim.nodes[0].view().key;
+    // B (not the principal) and then C (the principal) leave: each new view keeps them as
+    // members, lists them leaving, and has a new key, on every node.
+    sim.nodes[1].set_leaving();
+    let quantum = MembershipConfig::new("x").quantum_ms;
+    sim.run_until(3 * quantum, |s| s.agree(&[0, 1, 2], &[C, B, A]) && s.nodes[0].view().leaving == [B]);
+    assert!(sim.views().iter().all(|v| v.leaving == [B] && v.key != old_key && v.owners() == [C, A]));
+    assert!(!sim.nodes[1].everyone_leaving());
+    sim.nodes[2].set_leaving();
+    sim.run_until(3 * quantum, |s| s.agree(&[0, 1, 2], &[C, B, A]) && s.nodes[0].view().leaving == [C, B]);
+    assert_eq!(sim.nodes[0].view().owners(), [A]);
+    assert!(!sim.nodes[2].everyone_leaving(), "A stays");
+    sim.nodes[0].set_leaving();
+    sim.run_until(3 * quantum, |s| s.nodes.iter().all(|m| m.everyone_leaving()));
+    // Every member leaving: they keep owning what they hold, having no one to give it to.
+    sim.run_until(3 * quantum, |s| s.nodes[0].view().leaving == [C, B, A]);
+    assert_eq!(sim.nodes[0].view().owners(), [C, B, A]);
+}
+
+#[test]
 fn a_dead_node_leaves_after_timeout_and_a_quantum_with_a_new_key() {
     let mut sim = Sim::new(&[A, B, C], "prod");
     sim.run_until(10_000, |s| s.agree(&[0, 1, 2], &[C, B, A]));
@@ -322,7 +345,7 @@ fn a_member_that_left_the_view_brings_a_new_one() {
     let mut sim = Sim::new(&[A, B, C], "prod");
     sim.run_until(10_000, |s| s.agree(&[0, 1, 2], &[C, B, A]));
     let old = sim.nodes[0].view().key;
-    sim.nodes[0].enter(ClusterView { key: 0x5E1F, members: vec![A] });
+    sim.nodes[0].enter(ClusterView { key: 0x5E1F, members: vec![A], leaving: vec![] });
     sim.run_until(4 * sim.nodes[0].config.quantum_ms, |s| s.agree(&[0, 1, 2], &[C, B, A]));
     assert_ne!(sim.nodes[0].view().key, old);
 }
