@@ -46,7 +46,7 @@ venv=tests/.venv
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv" || { apt-get update -qq && apt-get install -y -qq python3-venv && python3 -m venv "$venv"; }
 fi
-timeout 600 "$venv/bin/pip" install -q --disable-pip-version-check aerospike pytest prometheus_client
+timeout 600 "$venv/bin/pip" install -q --disable-pip-version-check aerospike pytest prometheus_client pyyaml
 PETREL_BIN="$PWD/target/debug/petreld" timeout 600 "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/python
 
 step "container"
@@ -54,6 +54,8 @@ if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
   PYTHON="$PWD/$venv/bin/python" timeout 900 bash docker/test.sh
   # A network split between containers, and its heal (reuses the image test.sh built).
   TAG=petrel:test PYTHON="$PWD/$venv/bin/python" timeout 600 bash docker/split-test.sh
+  # The Compose cluster scaled 3 -> 5 -> 3 under load.
+  TAG=petrel:test PYTHON="$PWD/$venv/bin/python" timeout 900 bash docker/scale-test.sh
 else
   echo "docker is required for the container test" >&2
   exit 1

@@ -6,7 +6,8 @@
 //! Frames are a `u32` big-endian length and a protobuf `Pulse`, at most [`FRAME_LEN_MAX`]
 //! bytes. Each outgoing connection has a small bounded queue; when it is full the pulse is
 //! dropped (a newer one follows), so a slow peer never holds the node back. Seeds may be DNS
-//! names and are resolved again on every reconnection.
+//! names: each is resolved every 2 s to all the addresses it names (every replica of a scaled
+//! service), and each address is dialed.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -40,6 +41,9 @@ const PULSE_READ_TIMEOUT_MS: u64 = 5_000;
 /// heard again well before it would be declared gone, without redialing a dead one per pulse.
 const DIAL_TIMEOUT_MS: u64 = 500;
 const DIAL_RETRY_PAUSE_MS: u64 = 500;
+/// How often seed names are resolved again, and the most addresses one name contributes.
+const SEED_RESOLVE_MS: u64 = 2_000;
+const SEED_ADDRS_MAX: usize = 64;
 /// How long writing one pulse may take before the connection is dropped and dialed anew.
 const PULSE_WRITE_TIMEOUT_MS: u64 = 500;
 
@@ -113,10 +117,15 @@ impl Heartbeat {
             }
         });
 
+        // Seeds resolved to every address they name, again and again: a DNS name of a scaled
+        // service (Compose, a Kubernetes headless service) gains and loses addresses.
+        let seeds = Arc::new(Mutex::new(config.seeds.clone()));
+        tasks.spawn(resolve_seeds(config.seeds.clone(), Arc::clone(&seeds), stop_rx.clone()));
+
         // Pulsing and deciding: every interval.
         let interval = Duration::from_millis(config.membership.interval_ms);
         let mut stop = stop_rx.clone();
-        let seeds = config.seeds.clone();
+        let own_endpoint = config.advertise.clone();
         tasks.spawn(async move {
             let mut senders: HashMap<String, mpsc::Sender<Vec<u8>>> = HashMap::new();
             let mut extra: Vec<String> = Vec::new();
@@ -136,7 +145,7 @@ impl Heartbeat {
                             let mut m = membership.lock();
                             let change = m.tick(now);
                             let pulse = m.pulse(now);
-                            let mut targets: Vec<String> = seeds.iter().chain(&extra).cloned().collect();
+                            let mut targets: Vec<String> = seeds.lock().iter().chain(&extra).cloned().collect();
                             targets.extend(m.endpoints_to_try(now));
                             targets.extend(pulse.adjacency_endpoints.iter().filter(|e| !e.is_empty()).cloned());
                             let mut frame = Vec::with_capacity(4 + pulse.encoded_len());
@@ -145,10 +154,17 @@ impl Heartbeat {
                             (frame, targets, change)
                         };
                         if let Some(view) = change {
-                            tracing::info!(key = format!("{:X}", view.key), members = ?view.members, "cluster view changed");
+                            tracing::info!(
+                                key = format!("{:X}", view.key),
+                                members = ?view.members,
+                                leaving = ?view.leaving,
+                                "cluster view changed"
+                            );
                             let _ = view_tx.send(view);
                         }
-                        let targets: std::collections::HashSet<String> = targets.into_iter().take(ENDPOINTS_MAX).collect();
+                        // Our own address (a seed name that resolves to us too) needs no pulse.
+                        let targets: std::collections::HashSet<String> =
+                            targets.into_iter().filter(|t| *t != own_endpoint).take(ENDPOINTS_MAX).collect();
                         // Endpoints no longer wanted lose their sender (its task ends with it).
                         senders.retain(|endpoint, tx| targets.contains(endpoint) && !tx.is_closed());
                         for t in targets {
@@ -225,6 +241,28 @@ impl Drop for Heartbeat {
         let _ = self.stop.send(true);
         if let Some(tasks) = self.tasks.as_mut() {
             tasks.abort_all();
+        }
+    }
+}
+
+/// Resolves every seed to all its addresses each [`SEED_RESOLVE_MS`] into `resolved` (a seed
+/// that does not resolve stays as written, and is tried as such).
+async fn resolve_seeds(seeds: Vec<String>, resolved: Arc<Mutex<Vec<String>>>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let mut all = Vec::new();
+        for seed in &seeds {
+            let lookup = tokio::time::timeout(Duration::from_millis(DIAL_TIMEOUT_MS), tokio::net::lookup_host(seed));
+            match lookup.await {
+                Ok(Ok(addrs)) => all.extend(addrs.take(SEED_ADDRS_MAX).map(|a| a.to_string())),
+                _ => all.push(seed.clone()),
+            }
+        }
+        all.sort_unstable();
+        all.dedup();
+        *resolved.lock() = all;
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(Duration::from_millis(SEED_RESOLVE_MS)) => {}
         }
     }
 }

@@ -47,17 +47,28 @@ struct Args {
     /// HTTP endpoint (/health, /ready, /metrics) address; overrides service.http_listen.
     #[arg(long)]
     http: Option<String>,
+    /// Log lines as plain text or as one JSON object each (for log collectors).
+    #[arg(long, env = "PETREL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 /// Runs `petreld` with the process's arguments; exits with status 2 on invalid configuration.
 pub fn main() -> anyhow::Result<()> {
     // Logs go to stderr, coloured only on a terminal (containers collect plain lines).
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PETREL_LOG").unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let args = Args::parse();
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PETREL_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
     let overrides = Overrides {
         listen: args.listen,
         namespaces: args.namespaces,

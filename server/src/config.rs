@@ -39,6 +39,9 @@ pub struct ServiceConfig {
     pub cluster_name: String,
     /// Directory for persistent data (the flash store; unused by memory namespaces).
     pub data_dir: PathBuf,
+    /// The data directory is shared by several nodes (one volume for a scaled service): each
+    /// node claims a `node-<n>` subdirectory of its own while it runs.
+    pub data_dir_shared: bool,
     /// Most client connections at once; further ones are refused.
     pub proto_fd_max: u32,
     /// Close a client connection idle this long; 0 = never.
@@ -63,6 +66,7 @@ impl Default for ServiceConfig {
             node_id: String::new(),
             cluster_name: String::new(),
             data_dir: PathBuf::new(),
+            data_dir_shared: false,
             proto_fd_max: 15_000,
             proto_fd_idle_ms: 600_000,
             frame_size_max: 32 << 20,
@@ -373,6 +377,9 @@ impl Config {
         for (name, ns) in &self.namespace {
             ns.to_storage(name).validate().map_err(|e| format!("namespace.{name}: {e}"))?;
             ns.device(name, &self.service.data_dir).map_err(|e| format!("namespace.{name}: {e}"))?;
+        }
+        if self.service.data_dir_shared && self.service.data_dir.as_os_str().is_empty() {
+            return Err("service.data_dir_shared: needs service.data_dir (--data-dir)".into());
         }
         if !self.service.node_id.is_empty() {
             parse_node_id(&self.service.node_id).map_err(|e| format!("service.node_id: {e}"))?;

@@ -93,6 +93,14 @@ fn answer(node: &Node, line: &str) -> String {
         "edition" => "Petrel".to_string(),
         "features" => FEATURES.to_string(),
         "status" => "ok".to_string(),
+        // The HTTP endpoint's /ready, for probes that speak only the info protocol.
+        "ready" => {
+            if crate::http::is_ready(node) {
+                "ok".to_string()
+            } else {
+                "ERROR:503:not ready: no cluster view with this node installed yet".to_string()
+            }
+        }
         "partitions" => PARTITIONS_COUNT.to_string(),
         "partition-generation" => node.partition_generation().to_string(),
         "peers-generation" => peers_generation(node).to_string(),
@@ -294,6 +302,7 @@ partition-tree-sprigs={};nsup-period={};{}",
         c.nsup_period_secs,
         storage_settings(&s.ns, true),
     );
+    s.client.render(&mut o);
     o
 }
 

@@ -4,8 +4,10 @@
 //! `main.rs` only calls it.
 
 pub mod cli;
+pub mod client_counters;
 pub mod cmd;
 pub mod config;
+pub mod data_slot;
 pub mod frame_reader;
 pub mod http;
 pub mod info;
@@ -25,7 +27,16 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 /// Starts a node on `config` and serves until `shutdown` resolves.
-pub async fn run(config: config::Config, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(mut config: config::Config, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    // Held until the node stops: no other node takes this data directory meanwhile.
+    let _slot = if config.service.data_dir_shared {
+        let slot = data_slot::claim(&config.service.data_dir).map_err(anyhow::Error::msg)?;
+        tracing::info!(dir = %slot.dir.display(), "claimed a node directory of the shared data directory");
+        config.service.data_dir = slot.dir.clone();
+        Some(slot)
+    } else {
+        None
+    };
     let node = Arc::new(node::Node::new(config).map_err(anyhow::Error::msg)?);
     node.set_arc();
     let listen = node.config.service.listen;

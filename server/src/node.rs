@@ -52,6 +52,8 @@ pub struct ServiceNamespace {
     pub index: usize,
     pub ns: Arc<Namespace>,
     pub latencies: Latencies,
+    /// Outcomes of single-record client requests served here.
+    pub client: crate::client_counters::ClientCounters,
 }
 
 /// Shared state of a running node.
@@ -118,6 +120,7 @@ impl Node {
                 index: namespaces.len(),
                 ns: Arc::new(ns),
                 latencies: Latencies::default(),
+                client: Default::default(),
             });
         }
         let catalog_path =

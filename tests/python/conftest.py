@@ -29,14 +29,15 @@ def wait_port(host, port, proc, deadline):
             time.sleep(0.05)
 
 
-def spawn_cluster_node(spec, seed, cluster_name, extra=(), env=None):
+def spawn_cluster_node(spec, seed, cluster_name, extra=(), env=None, stderr=None):
     """Starts one clustered petreld: `spec` is (host, service, fabric, heartbeat ports), `seed`
-    the first node's heartbeat address, `env` extra environment variables."""
+    the first node's heartbeat address, `env` extra environment variables, `stderr` where its
+    log goes (inherited by default)."""
     host, service, fabric, heartbeat = spec
     args = [petreld_binary(), "--listen", f"{host}:{service}", "--fabric", f"{host}:{fabric}",
             "--heartbeat", f"{host}:{heartbeat}", "--seed", seed, "--cluster-name", cluster_name,
             "--replication-factor", "2", *extra]
-    return subprocess.Popen(args, env=dict(os.environ, PETREL_LOG="warn", **(env or {})))
+    return subprocess.Popen(args, env=dict(os.environ, **{"PETREL_LOG": "warn", **(env or {})}), stderr=stderr)
 
 
 def stop_all(procs):

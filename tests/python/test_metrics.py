@@ -41,8 +41,23 @@ def test_metrics_parse_and_count_what_the_client_did(node_with_http):
     for i in range(25):
         c.put(("test", "metrics", i), {"v": i})
         c.get(("test", "metrics", i))
+    with pytest.raises(aerospike.exception.RecordNotFound):
+        c.get(("test", "metrics", "missing"))
+    c.remove(("test", "metrics", 0))
+    c.put(("test", "metrics", 0), {"v": 0})
     c.close()
     after = scrape(http)
+
+    def client_count(name):
+        return [v for (n, labels), v in after.items()
+                if n == f"aerospike_namespace_client_{name}" and ("ns", "test") in labels]
+
+    # Outcome counters under the exporter's names.
+    assert client_count("write_success") == [26.0]
+    assert client_count("read_success") == [25.0]
+    assert client_count("read_not_found") == [1.0]
+    assert client_count("delete_success") == [1.0]
+    assert client_count("write_error") == [0.0]
     objects = [v for (name, labels), v in after.items()
                if name == "aerospike_namespace_objects" and ("ns", "test") in labels]
     assert objects == [25.0]
@@ -51,5 +66,5 @@ def test_metrics_parse_and_count_what_the_client_did(node_with_http):
     assert reads and reads[0] >= 25
     buckets = sorted((float(dict(labels)["le"]), v) for (name, labels), v in after.items()
                      if name == "aerospike_latencies_write_ms_bucket" and ("ns", "test") in labels)
-    assert buckets[-1] == (float("inf"), 25.0)
+    assert buckets[-1] == (float("inf"), 27.0)
     assert all(a[1] <= b[1] for a, b in zip(buckets, buckets[1:])), "buckets are cumulative"

@@ -16,6 +16,7 @@ use petrel_storage::exp::Program;
 use super::answer::{self, CmdError};
 use super::request::{Kind, Single};
 use super::{delete, read, write};
+use crate::client_counters::RequestKind;
 use crate::latency::LatencyKind;
 use crate::node::Node;
 
@@ -49,7 +50,7 @@ pub(crate) async fn serve_frame(node: &Node, msg: Message<'_>, body: &[u8], out:
         }
     }
     let start = begin_frame(out);
-    execute(node, &single, out, 0, false).await;
+    execute(node, &single, out, 0, Origin::Client).await;
     end_frame(out, start, FrameType::Message as u8);
 }
 
@@ -77,7 +78,7 @@ pub(crate) async fn serve_row(
             Route::Unavailable => return answer::code(out, ResultCode::Unavailable, row.index),
         }
     }
-    execute(node, &single, out, row.index, true).await;
+    execute(node, &single, out, row.index, Origin::BatchRow).await;
 }
 
 /// Runs a single-record request built on this node (a background job's write to `digest`)
@@ -96,7 +97,7 @@ pub(crate) async fn run_local(node: &Node, body: &[u8], digest: petrel_proto::Di
                     return ResultCode::Unavailable;
                 }
             }
-            execute(node, &single, &mut out, 0, false).await;
+            execute(node, &single, &mut out, 0, Origin::Job).await;
         }
     }
     // The answer message's result code byte.
@@ -116,9 +117,22 @@ async fn route(cluster: &ClusterNode, single: &Single<'_, '_>, hops: u32) -> Rou
     }
 }
 
+/// Who asked for a command run here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// A client's single-record request.
+    Client,
+    /// A row of a client's batch.
+    BatchRow,
+    /// A background job's write.
+    Job,
+}
+
 /// Runs the command here and appends its answer message.
-async fn execute(node: &Node, single: &Single<'_, '_>, out: &mut Vec<u8>, row_index: u32, batch_row: bool) {
+async fn execute(node: &Node, single: &Single<'_, '_>, out: &mut Vec<u8>, row_index: u32, origin: Origin) {
     let started = Instant::now();
+    let answer_at = out.len();
+    let batch_row = origin == Origin::BatchRow;
     let result: Result<(), CmdError> = match single.kind {
         // Like Aerospike, a single-record read naming no bins and not asking for all of them
         // is refused.
@@ -141,6 +155,16 @@ async fn execute(node: &Node, single: &Single<'_, '_>, out: &mut Vec<u8>, row_in
         (false, true) => LatencyKind::BatchSubRead,
     };
     single.sns.latencies.record(kind, started.elapsed());
+    if origin == Origin::Client {
+        let counted = match single.kind {
+            Kind::Read | Kind::Exists | Kind::ReadOps => RequestKind::Read,
+            Kind::Write => RequestKind::Write,
+            Kind::Delete => RequestKind::Delete,
+        };
+        // The answer message's result code byte.
+        let code = out.get(answer_at + 5).and_then(|c| ResultCode::from_u8(*c)).unwrap_or(ResultCode::Unknown);
+        single.sns.client.count(counted, code);
+    }
 }
 
 /// A batch's filter: its bytes (forwarded with rows served elsewhere) and its compiled form.
