@@ -57,6 +57,8 @@ pub trait ServiceHooks: Send + Sync + 'static {
 pub(crate) struct Member {
     pub(crate) fabric: SocketAddr,
     pub(crate) service: String,
+    /// Alternate service endpoint; empty = none.
+    pub(crate) service_alt: String,
 }
 
 #[derive(Debug, Default)]

@@ -166,7 +166,7 @@ impl ClusterNode {
             for &id in &view.members {
                 let Some(e) = self.heartbeat.lock().as_ref().and_then(|hb| hb.endpoints_of(id)) else { continue };
                 let Some(fabric) = resolve(&e.fabric).await else { continue };
-                addrs.insert(id, Member { fabric, service: e.service });
+                addrs.insert(id, Member { fabric, service: e.service, service_alt: e.service_alt });
             }
             if addrs.len() == view.members.len() || changed() {
                 break;

@@ -296,7 +296,11 @@ mod tests {
                 advertise: heartbeat.to_string(),
                 seeds,
                 membership: MembershipConfig::new("replica-test"),
-                endpoints: NodeEndpoints { fabric: fabric.to_string(), service: "127.0.0.1:1".into() },
+                endpoints: NodeEndpoints {
+                    fabric: fabric.to_string(),
+                    service: "127.0.0.1:1".into(),
+                    service_alt: String::new(),
+                },
             },
             fabric_listen: fabric,
             conflict_resolution: Default::default(),

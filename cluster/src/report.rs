@@ -73,11 +73,21 @@ impl ClusterNode {
 
     /// The other members with their service endpoints.
     pub fn peers(&self) -> Vec<(NodeId, String)> {
+        self.peers_by(|m| m.service.clone())
+    }
+
+    /// The other members' alternate service endpoints (their standard one where they have
+    /// none).
+    pub fn peers_alt(&self) -> Vec<(NodeId, String)> {
+        self.peers_by(|m| if m.service_alt.is_empty() { m.service.clone() } else { m.service_alt.clone() })
+    }
+
+    fn peers_by(&self, endpoint: impl Fn(&crate::node::Member) -> String) -> Vec<(NodeId, String)> {
         let st = self.state.read();
         st.members
             .iter()
             .filter(|&&n| n != self.me)
-            .map(|n| (*n, st.addrs.get(n).map(|m| m.service.clone()).unwrap_or_default()))
+            .map(|n| (*n, st.addrs.get(n).map(&endpoint).unwrap_or_default()))
             .collect()
     }
 

@@ -33,6 +33,11 @@ pub struct ServiceConfig {
     pub listen: SocketAddr,
     /// Address of the HTTP endpoint (`/health`, `/ready`, `/metrics`); empty = none.
     pub http_listen: String,
+    /// The host clients outside a NAT reach this node at (`service-clear-alt`,
+    /// `peers-clear-alt`); empty = none.
+    pub alternate_access_address: String,
+    /// The port that goes with it; 0 = the service port.
+    pub alternate_access_port: u16,
     /// Node id as hex; derived from the listen address and a random salt when empty.
     pub node_id: String,
     /// Cluster name clients may check; empty = none.
@@ -63,6 +68,8 @@ impl Default for ServiceConfig {
         ServiceConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
             http_listen: String::new(),
+            alternate_access_address: String::new(),
+            alternate_access_port: 0,
             node_id: String::new(),
             cluster_name: String::new(),
             data_dir: PathBuf::new(),
@@ -377,6 +384,10 @@ impl Config {
         for (name, ns) in &self.namespace {
             ns.to_storage(name).validate().map_err(|e| format!("namespace.{name}: {e}"))?;
             ns.device(name, &self.service.data_dir).map_err(|e| format!("namespace.{name}: {e}"))?;
+        }
+        let alt = &self.service.alternate_access_address;
+        if alt.len() > 255 || alt.contains(|c: char| c.is_whitespace() || ",;[]".contains(c)) {
+            return Err("service.alternate_access_address: a host name or address".into());
         }
         if self.service.data_dir_shared && self.service.data_dir.as_os_str().is_empty() {
             return Err("service.data_dir_shared: needs service.data_dir (--data-dir)".into());

@@ -112,7 +112,8 @@ fn answer(node: &Node, line: &str) -> String {
                 node.config.service.cluster_name.clone()
             }
         }
-        "peers-clear-std" | "peers-clear-alt" => peers(node),
+        "peers-clear-std" => peers(node, false),
+        "peers-clear-alt" => peers(node, true),
         "peers-tls-std" | "peers-tls-alt" => {
             format!("{},{},[]", peers_generation(node), node.config.service.listen.port())
         }
@@ -120,7 +121,9 @@ fn answer(node: &Node, line: &str) -> String {
         "services" | "services-alumni" => node
             .cluster()
             .map_or(String::new(), |c| c.peers().into_iter().map(|(_, s)| s).collect::<Vec<_>>().join(";")),
-        "services-alternate" => String::new(),
+        "services-alternate" => node
+            .cluster()
+            .map_or(String::new(), |c| c.peers_alt().into_iter().map(|(_, s)| s).collect::<Vec<_>>().join(";")),
         "tip" => tip(node, rest),
         "tip-clear" => match node.cluster() {
             Some(c) => {
@@ -129,7 +132,14 @@ fn answer(node: &Node, line: &str) -> String {
             }
             None => "ERROR::no cluster".to_string(),
         },
-        "service" | "service-clear-std" | "service-clear-alt" => node.config.service.listen.to_string(),
+        "service" | "service-clear-std" => node.service_std.clone(),
+        "service-clear-alt" => {
+            if node.service_alt.is_empty() {
+                node.service_std.clone()
+            } else {
+                node.service_alt.clone()
+            }
+        }
         "service-tls-std" | "service-tls-alt" => String::new(),
         "replicas" => replicas(node, true, false),
         "replicas-all" => replicas(node, false, false),
@@ -189,11 +199,13 @@ fn peers_generation(node: &Node) -> u64 {
     node.cluster().map_or(1, |c| 1 + c.counters.peers_generation.load(Relaxed))
 }
 
-/// `peers-clear-std`: generation, default port, then `[node id,,[host:port]]` per peer.
-fn peers(node: &Node) -> String {
+/// `peers-clear-std` (or `-alt`): generation, default port, then `[node id,,[host:port]]` per
+/// peer, at its standard (or alternate) service endpoint.
+fn peers(node: &Node, alternate: bool) -> String {
     let mut out = format!("{},{},[", peers_generation(node), node.config.service.listen.port());
     if let Some(c) = node.cluster() {
-        for (i, (id, service)) in c.peers().iter().enumerate() {
+        let peers = if alternate { c.peers_alt() } else { c.peers() };
+        for (i, (id, service)) in peers.iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }

@@ -138,6 +138,7 @@ async fn start_cluster(node: &Arc<node::Node>) -> anyhow::Result<Arc<ClusterNode
             endpoints: NodeEndpoints {
                 fabric: format!("{}:{}", addrs.advertise, addrs.fabric.port()),
                 service: format!("{}:{}", addrs.advertise, node.config.service.listen.port()),
+                service_alt: node.service_alt.clone(),
             },
         },
         fabric_listen: addrs.fabric,

@@ -63,6 +63,11 @@ pub struct Node {
     pub node_id: u64,
     /// `node_id` as clients see it: upper-case hex without leading zeros.
     pub node_name: String,
+    /// The service endpoint clients are told (`service-clear-std`): the listen address, or
+    /// on a wildcard listener the cluster's advertised host.
+    pub service_std: String,
+    /// The alternate service endpoint (`service-clear-alt`); empty = none.
+    pub service_alt: String,
     pub cluster_key: u64,
     pub started: Instant,
     namespaces: Vec<ServiceNamespace>,
@@ -134,6 +139,8 @@ impl Node {
             jobs: Default::default(),
             this: OnceLock::new(),
             node_name: format!("{node_id:X}"),
+            service_std: service_endpoint(&config),
+            service_alt: alternate_endpoint(&config),
             node_id,
             cluster_key: rand::random::<u64>() & 0x0000_ffff_ffff_ffff | 1,
             started: Instant::now(),
@@ -234,6 +241,29 @@ fn kept_node_id(config: &Config) -> Result<u64, String> {
         }
         Err(e) => Err(format!("{}: {e}", path.display())),
     }
+}
+
+/// The service endpoint clients are told: the listen address unless it is a wildcard, then
+/// the host the cluster advertises (the listen address of a node on its own).
+fn service_endpoint(config: &Config) -> String {
+    let listen = config.service.listen;
+    if !listen.ip().is_unspecified() || !config.cluster.enabled() {
+        return listen.to_string();
+    }
+    match config.cluster.addresses(listen) {
+        Ok(a) => format!("{}:{}", a.advertise, listen.port()),
+        Err(_) => listen.to_string(),
+    }
+}
+
+/// `alternate_access_address:port` (the service port when no port is set); empty = none.
+fn alternate_endpoint(config: &Config) -> String {
+    let s = &config.service;
+    if s.alternate_access_address.is_empty() {
+        return String::new();
+    }
+    let port = if s.alternate_access_port == 0 { s.listen.port() } else { s.alternate_access_port };
+    format!("{}:{port}", s.alternate_access_address)
 }
 
 /// A node id from the port and a random salt, so two nodes on one host differ.

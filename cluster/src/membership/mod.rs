@@ -102,6 +102,8 @@ struct Peer {
 pub struct NodeEndpoints {
     pub fabric: String,
     pub service: String,
+    /// The alternate service endpoint clients behind NAT use; empty = none.
+    pub service_alt: String,
 }
 
 /// One node's membership state.
@@ -301,6 +303,8 @@ impl Membership {
         Some(NodeEndpoints {
             fabric: p.fabric_endpoints.first().cloned().unwrap_or_default(),
             service: p.service_endpoints.first().cloned().unwrap_or_default(),
+            // The second service endpoint, when a peer sends one, is its alternate.
+            service_alt: p.service_endpoints.get(1).cloned().unwrap_or_default(),
         })
     }
 
@@ -490,7 +494,10 @@ impl Membership {
             cluster_name: self.config.cluster_name.clone(),
             heartbeat_endpoints: self.my_endpoints.clone(),
             fabric_endpoints: vec![self.my_fabric_and_service.fabric.clone()],
-            service_endpoints: vec![self.my_fabric_and_service.service.clone()],
+            service_endpoints: std::iter::once(&self.my_fabric_and_service.service)
+                .chain(Some(&self.my_fabric_and_service.service_alt).filter(|a| !a.is_empty()))
+                .cloned()
+                .collect(),
             adjacency,
             adjacency_endpoints,
             cluster_key: self.view.key,
