@@ -48,7 +48,8 @@ pub struct Args {
     #[arg(short = 'K', long = "start-key", default_value_t = 0)]
     pub start_key: u64,
     /// Workload: `I` (linear insert), `RU,<read%>`, `RR,<read%>` (replace), `RUD,<read%>,<write%>`,
-    /// `Q,<width>` (secondary-index queries of `width` values of `testbin`).
+    /// `Q,<width>` (secondary-index queries of `width` values of `testbin`), `S` (scans of the
+    /// whole set).
     #[arg(short = 'w', long = "workload", default_value = "RU,50")]
     pub workload: String,
     /// Record spec: comma-separated bins, each `I` (integer), `D` (double), `S<n>` (string of
@@ -83,6 +84,9 @@ pub struct Args {
     /// Write the summary as JSON to this file.
     #[arg(long = "output-json")]
     pub output_json: Option<PathBuf>,
+    /// A filter expression on every request, `BIN<op>INT` (op: >=, <=, ==, !=, >, <).
+    #[arg(long = "filter")]
+    pub filter: Option<String>,
     /// Print help.
     #[arg(long = "help", action = clap::ArgAction::Help)]
     help: Option<bool>,
@@ -96,6 +100,7 @@ pub enum Workload {
     ReadReplace { read_pct: u8 },
     ReadUpdateDelete { read_pct: u8, write_pct: u8 },
     Query { width: u64 },
+    Scan,
 }
 
 impl Workload {
@@ -119,11 +124,12 @@ impl Workload {
                 }
                 Ok(Workload::ReadUpdateDelete { read_pct: r, write_pct: w })
             }
+            "S" if parts.len() == 1 => Ok(Workload::Scan),
             "Q" if parts.len() == 2 => match parts[1].parse::<u64>() {
                 Ok(width) if width > 0 => Ok(Workload::Query { width }),
                 _ => Err(format!("bad query width in {s:?}")),
             },
-            _ => Err(format!("unknown workload {s:?} (I, RU,<read%>, RR,<read%>, RUD,<read%>,<write%>, Q,<width>)")),
+            _ => Err(format!("unknown workload {s:?} (I, RU,<read%>, RR,<read%>, RUD,<read%>,<write%>, Q,<width>, S)")),
         }
     }
 }
@@ -135,7 +141,7 @@ impl Workload {
             Workload::ReadUpdate { read_pct } | Workload::ReadReplace { read_pct } => (*read_pct, 100 - read_pct),
             Workload::ReadUpdateDelete { read_pct, write_pct } => (*read_pct, *write_pct),
             Workload::Insert => (0, 100),
-            Workload::Query { .. } => (0, 0),
+            Workload::Query { .. } | Workload::Scan => (0, 0),
         }
     }
 }
@@ -250,16 +256,16 @@ enum Outcome {
     Error,
 }
 
-const OPS: [&str; 4] = ["read", "write", "delete", "query"];
+const OPS: [&str; 5] = ["read", "write", "delete", "query", "scan"];
 
 #[derive(Debug)]
 struct WorkerStats {
-    ops: [OpStats; 4],
+    ops: [OpStats; 5],
 }
 
 impl WorkerStats {
     fn new() -> Self {
-        WorkerStats { ops: [OpStats::new(), OpStats::new(), OpStats::new(), OpStats::new()] }
+        WorkerStats { ops: std::array::from_fn(|_| OpStats::new()) }
     }
 }
 
@@ -306,6 +312,8 @@ struct Shared {
     spec: Vec<BinSpec>,
     /// The Petrel client; `None` when driving Redis.
     client: Option<Client>,
+    /// `--filter`, packed once.
+    filter: Option<petrel_client::FilterExp>,
     stop: AtomicBool,
     next_insert: AtomicU64,
 }
@@ -315,6 +323,7 @@ const READ: usize = 0;
 const WRITE: usize = 1;
 const DELETE: usize = 2;
 const QUERY: usize = 3;
+const SCAN: usize = 4;
 
 impl Shared {
     /// The next request of the workload: its key number and kind; `None` once a linear
@@ -327,6 +336,7 @@ impl Shared {
                 (n < a.keys).then_some((a.start_key + n, WRITE))
             }
             Workload::Query { .. } => Some((a.start_key + rng.gen_range(0..a.keys.max(1)), QUERY)),
+            Workload::Scan => Some((a.start_key, SCAN)),
             w => {
                 let (read_pct, write_pct) = w.mix();
                 let dice = rng.gen_range(0..100u8);
@@ -433,7 +443,12 @@ async fn worker(
     let a = &shared.args;
     let Some(client) = shared.client.as_ref() else { return };
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed ^ id as u64);
-    let base = BasePolicy { total_timeout: Duration::from_millis(a.timeout_ms), max_retries: 1, ..Default::default() };
+    let base = BasePolicy {
+        total_timeout: Duration::from_millis(a.timeout_ms),
+        max_retries: 1,
+        filter_expression: shared.filter.clone(),
+        ..Default::default()
+    };
     let rp = ReadPolicy { base: base.clone() };
     let wp = WritePolicy { base: base.clone(), ..Default::default() };
     let replace = WritePolicy { base: base.clone(), exists: RecordExistsAction::Replace, ..Default::default() };
@@ -471,6 +486,10 @@ async fn worker(
                 let policy = if matches!(shared.workload, Workload::ReadReplace { .. }) { &replace } else { &wp };
                 classify(&client.put(policy, &k, &bins).await.map(|_| true))
             }
+            SCAN => {
+                let sp = petrel_client::ScanPolicy { base: qbase.clone(), ..Default::default() };
+                classify(&crate::filter_scan::scan(client, &sp, &a.namespace, &a.set).await)
+            }
             QUERY => {
                 let Workload::Query { width } = shared.workload else { return };
                 let sp = petrel_client::ScanPolicy { base: qbase.clone(), ..Default::default() };
@@ -501,6 +520,10 @@ fn percentiles(spec: &str) -> Result<Vec<(String, f64)>, String> {
 pub async fn run(args: Args) -> Result<Summary, String> {
     let workload = Workload::parse(&args.workload)?;
     let spec = parse_object(&args.object)?;
+    let filter = args.filter.as_deref().map(crate::filter_scan::parse_filter).transpose()?;
+    if filter.is_some() && args.redis.is_some() {
+        return Err("--filter applies to Petrel only, not --redis".into());
+    }
     let pcts = percentiles(&args.percentiles)?;
     if args.concurrency == 0 || args.concurrency > 10_000 {
         return Err("-z must be 1 to 10000".into());
@@ -540,8 +563,15 @@ pub async fn run(args: Args) -> Result<Summary, String> {
     );
     let start = Instant::now();
     let deadline = (workload != Workload::Insert).then(|| start + Duration::from_secs(args.duration_secs));
-    let shared =
-        Arc::new(Shared { args, workload, spec, client, stop: AtomicBool::new(false), next_insert: AtomicU64::new(0) });
+    let shared = Arc::new(Shared {
+        args,
+        workload,
+        spec,
+        client,
+        filter,
+        stop: AtomicBool::new(false),
+        next_insert: AtomicU64::new(0),
+    });
     let stats: Vec<Arc<Mutex<WorkerStats>>> =
         (0..shared.args.concurrency).map(|_| Arc::new(Mutex::new(WorkerStats::new()))).collect();
     let mut workers = tokio::task::JoinSet::new();

@@ -182,7 +182,7 @@ impl Client {
             Bins::None => (MsgHeader { info1: info1::READ | info1::GET_NO_BINS, ..Default::default() }, Vec::new()),
         };
         let mut frame = Vec::new();
-        command::encode_single(&mut frame, h, key, false, &ops, timeout_ms(&policy.base));
+        command::encode_single(&mut frame, h, key, false, &ops, &policy.base);
         self.execute(&policy.base, key, &frame).await.map(|mut r| {
             r.key = Some(key.clone());
             r
@@ -194,14 +194,7 @@ impl Client {
         let ops: Vec<Operation> = bins.iter().map(Operation::put).collect();
         check_bin_names(&ops)?;
         let mut frame = Vec::new();
-        command::encode_single(
-            &mut frame,
-            command::write_header(policy),
-            key,
-            policy.send_key,
-            &ops,
-            timeout_ms(&policy.base),
-        );
+        command::encode_single(&mut frame, command::write_header(policy), key, policy.send_key, &ops, &policy.base);
         self.execute(&policy.base, key, &frame).await.map(|_| ())
     }
 
@@ -211,7 +204,7 @@ impl Client {
         h.info2 |= info2::DELETE;
         h.record_ttl = 0;
         let mut frame = Vec::new();
-        command::encode_single(&mut frame, h, key, false, &[], timeout_ms(&policy.base));
+        command::encode_single(&mut frame, h, key, false, &[], &policy.base);
         match self.execute(&policy.base, key, &frame).await {
             Ok(_) => Ok(true),
             Err(e) if e.is_not_found() => Ok(false),
@@ -237,7 +230,7 @@ impl Client {
             key,
             false,
             &[Operation::touch()],
-            timeout_ms(&policy.base),
+            &policy.base,
         );
         self.execute(&policy.base, key, &frame).await.map(|_| ())
     }
@@ -256,7 +249,7 @@ impl Client {
             key,
             policy.send_key && writes,
             ops,
-            timeout_ms(&policy.base),
+            &policy.base,
         );
         self.execute(&policy.base, key, &frame).await
     }
@@ -281,7 +274,7 @@ impl Client {
         let deadline = (!policy.base.total_timeout.is_zero()).then(|| Instant::now() + policy.base.total_timeout);
         let mut tasks = Vec::new();
         for (node, idx) in groups {
-            let frame = encode_batch(keys, &idx, bins, timeout_ms(&policy.base));
+            let frame = encode_batch(keys, &idx, bins, &policy.base);
             let connect_timeout = self.cluster.policy.connect_timeout;
             tasks.push(tokio::spawn(async move {
                 // Batch rows carry no key fields: each answer names its row by index.
@@ -374,7 +367,7 @@ fn check_bin_names(ops: &[Operation]) -> Result<(), Error> {
     }
 }
 
-fn timeout_ms(base: &BasePolicy) -> u32 {
+pub(crate) fn timeout_ms(base: &BasePolicy) -> u32 {
     base.total_timeout.as_millis().min(u32::MAX as u128) as u32
 }
 
@@ -488,10 +481,21 @@ async fn scan_node(
     }
 }
 
-fn encode_batch(keys: &[Key], idx: &[usize], bins: Bins<'_>, timeout_ms: u32) -> Vec<u8> {
+fn encode_batch(keys: &[Key], idx: &[usize], bins: Bins<'_>, base: &BasePolicy) -> Vec<u8> {
     let mut buf = Vec::new();
     let start = begin_frame(&mut buf);
-    MsgHeader { info1: info1::BATCH, n_fields: 1, transaction_ttl: timeout_ms, ..Default::default() }.write(&mut buf);
+    let filter = base.filter_expression.as_ref();
+    MsgHeader {
+        info1: info1::BATCH,
+        n_fields: 1 + u16::from(filter.is_some()),
+        transaction_ttl: timeout_ms(base),
+        ..Default::default()
+    }
+    .write(&mut buf);
+    // The batch's filter applies to every row.
+    if let Some(f) = filter {
+        write_field(&mut buf, FieldType::Filter as u8, f.as_bytes());
+    }
     let mut field = Vec::new();
     field.extend_from_slice(&(idx.len() as u32).to_be_bytes());
     field.push(0x04 | 0x08); // respond to all keys; report the failing key
@@ -542,8 +546,12 @@ fn encode_scan(
         Bins::Some(n) => (info1::READ, n),
         Bins::None => (info1::READ | info1::GET_NO_BINS, &[]),
     };
-    let n_fields =
-        4 + u16::from(!set.is_empty()) + u16::from(max_records > 0) + filter.map_or(0, IndexFilter::fields_count);
+    let exp = base.filter_expression.as_ref();
+    let n_fields = 4
+        + u16::from(!set.is_empty())
+        + u16::from(max_records > 0)
+        + filter.map_or(0, IndexFilter::fields_count)
+        + u16::from(exp.is_some());
     MsgHeader {
         info1: info1_bits,
         info3: info3::PARTITION_DONE,
@@ -568,6 +576,9 @@ fn encode_scan(
     }
     if let Some(f) = filter {
         f.write_fields(&mut buf);
+    }
+    if let Some(e) = exp {
+        write_field(&mut buf, FieldType::Filter as u8, e.as_bytes());
     }
     for n in names {
         write_op(&mut buf, petrel_proto::wire::OpType::Read as u8, 0, n.as_bytes(), &[]);

@@ -8,7 +8,7 @@ use petrel_proto::{Digest, ResultCode};
 
 use crate::key::Key;
 use crate::operation::Operation;
-use crate::policy::{GenerationPolicy, RecordExistsAction, WritePolicy};
+use crate::policy::{BasePolicy, GenerationPolicy, RecordExistsAction, WritePolicy};
 use crate::record::Record;
 use crate::value::Value;
 use crate::Error;
@@ -53,15 +53,16 @@ pub(crate) fn encode_single(
     key: &Key,
     send_key: bool,
     ops: &[Operation],
-    timeout_ms: u32,
+    base: &BasePolicy,
 ) {
     buf.clear();
     let start = begin_frame(buf);
     let set = !key.set.is_empty();
     let user_key = if send_key { key.user_key.as_ref() } else { None };
-    h.n_fields = 2 + u16::from(set) + u16::from(user_key.is_some());
+    let filter = base.filter_expression.as_ref();
+    h.n_fields = 2 + u16::from(set) + u16::from(user_key.is_some()) + u16::from(filter.is_some());
     h.n_ops = ops.len() as u16;
-    h.transaction_ttl = timeout_ms;
+    h.transaction_ttl = crate::client::timeout_ms(base);
     h.write(buf);
     write_field(buf, FieldType::Namespace as u8, key.namespace.as_bytes());
     if set {
@@ -71,6 +72,9 @@ pub(crate) fn encode_single(
     if let Some(k) = user_key {
         let (particle, bytes) = k.to_particle();
         write_key_field(buf, particle, &bytes);
+    }
+    if let Some(f) = filter {
+        write_field(buf, FieldType::Filter as u8, f.as_bytes());
     }
     for op in ops {
         write_op(buf, op.op_type as u8, op.particle, op.bin.as_bytes(), &op.value);

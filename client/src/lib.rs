@@ -35,6 +35,7 @@ pub mod cluster;
 mod command;
 pub mod connection;
 mod error;
+pub mod exp;
 pub mod key;
 pub mod operation;
 pub mod policy;
@@ -45,6 +46,7 @@ pub mod value;
 
 pub use client::{Bins, Client};
 pub use error::Error;
+pub use exp::FilterExp;
 pub use key::Key;
 pub use operation::{Operation, ReturnType};
 pub use policy::{

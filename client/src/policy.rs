@@ -52,6 +52,9 @@ pub struct BasePolicy {
     /// Pause between attempts.
     pub sleep_between_retries: Duration,
     pub replica: Replica,
+    /// A condition each record must pass to be read, written or returned; see
+    /// [`crate::FilterExp`].
+    pub filter_expression: Option<crate::FilterExp>,
 }
 
 impl Default for BasePolicy {
@@ -62,6 +65,7 @@ impl Default for BasePolicy {
             max_retries: 2,
             sleep_between_retries: Duration::from_millis(0),
             replica: Replica::Sequence,
+            filter_expression: None,
         }
     }
 }

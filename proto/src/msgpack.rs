@@ -435,7 +435,14 @@ pub fn encode_int(i: i64, out: &mut Vec<u8>) {
 }
 
 fn encode_prefixed(particle: u8, body: &[u8], out: &mut Vec<u8>) {
-    let n = body.len() + 1;
+    encode_str_header(body.len() + 1, out);
+    out.push(particle);
+    out.extend_from_slice(body);
+}
+
+/// Writes a str header for `n` bytes (a plain string follows, e.g. a bin name in an
+/// expression; values carry a particle-type byte first, see [`encode`]).
+pub fn encode_str_header(n: usize, out: &mut Vec<u8>) {
     if n < 32 {
         out.push(0xa0 | n as u8);
     } else if n <= u8::MAX as usize {
@@ -447,8 +454,6 @@ fn encode_prefixed(particle: u8, body: &[u8], out: &mut Vec<u8>) {
         out.push(0xdb);
         out.extend_from_slice(&(n as u32).to_be_bytes());
     }
-    out.push(particle);
-    out.extend_from_slice(body);
 }
 
 /// Writes a list header for `n` elements.

@@ -81,3 +81,24 @@ fn the_query_workload_creates_its_index_and_every_query_finds_records() {
     assert_eq!(q["misses"], 0, "each query's range holds inserted key numbers");
     assert!(server.info("sindex-list:ns=test").contains("indexname=petrel_bench_testbin"));
 }
+
+#[test]
+fn the_scan_workload_and_filters_reach_the_server() {
+    let server = Petreld::start(&petreld_path!(), &[], &[]);
+    let seed = server.seed();
+    bench(&["-h", &seed, "-w", "I", "-k", "500", "-o", "I", "-z", "8"]);
+    // Every record passes: each scan finds records.
+    let all = bench(&["-h", &seed, "-w", "S", "-t", "1", "-z", "1", "--filter", "testbin>=0"]);
+    let s = &all["ops"]["scan"];
+    assert!(s["count"].as_u64().is_some_and(|n| n > 0), "{s}");
+    assert_eq!((s["errors"].as_u64(), s["misses"].as_u64()), (Some(0), Some(0)), "{s}");
+    // No record passes: each scan comes back empty, and so does each batch read.
+    let none = bench(&["-h", &seed, "-w", "S", "-t", "1", "-z", "1", "--filter", "testbin>=1000000"]);
+    let s = &none["ops"]["scan"];
+    assert!(s["count"].as_u64().is_some_and(|n| n > 0) && s["misses"] == s["count"], "{s}");
+    let batches =
+        bench(&["-h", &seed, "-w", "RU,100", "-k", "500", "-t", "1", "--batch-size", "10", "--filter", "testbin<0"]);
+    let r = &batches["ops"]["read"];
+    assert!(r["count"].as_u64().is_some_and(|n| n > 0) && r["misses"] == r["count"], "{r}");
+    assert_eq!(r["errors"], 0);
+}

@@ -244,3 +244,50 @@ fn concurrent_clients_leak_no_connections() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn filter_expressions_on_reads_writes_batches_and_scans() {
+    let server = Petreld::start(&petreld_path!(), &[], &[]);
+    let rt = runtime();
+    rt.block_on(async {
+        let client = Client::new(ClientPolicy::default(), &[&server.seed()]).await.expect("connect");
+        for i in 0..20i64 {
+            client.put(&WritePolicy::default(), &key("exp", i), &[Bin::new("n", i)]).await.expect("put");
+        }
+        let at_least_10 = FilterExp::ge(FilterExp::int_bin("n"), FilterExp::int(10));
+        let base = BasePolicy { filter_expression: Some(at_least_10.clone()), ..BasePolicy::default() };
+        let filtered_out = |r: Result<Record, Error>| matches!(r, Err(Error::Server { code: 27 }));
+
+        let rp = ReadPolicy { base: base.clone() };
+        assert!(filtered_out(client.get(&rp, &key("exp", 5), Bins::All).await));
+        let rec = client.get(&rp, &key("exp", 15), Bins::All).await.expect("passes");
+        assert_eq!(rec.bins.get("n"), Some(&Value::Int(15)));
+
+        // A write to a record that does not pass changes nothing.
+        let wp = WritePolicy { base: base.clone(), ..WritePolicy::default() };
+        let put = client.put(&wp, &key("exp", 3), &[Bin::new("n", 100)]).await;
+        assert!(matches!(put, Err(Error::Server { code: 27 })), "{put:?}");
+        let rec = client.get(&ReadPolicy::default(), &key("exp", 3), Bins::All).await.expect("get");
+        assert_eq!(rec.bins.get("n"), Some(&Value::Int(3)));
+
+        let keys: Vec<Key> = (0..20i64).map(|i| key("exp", i)).collect();
+        let rows = client.batch_get(&BatchPolicy { base: base.clone() }, &keys, Bins::All).await.expect("batch");
+        let passed: Vec<usize> = rows.iter().enumerate().filter(|(_, r)| r.is_some()).map(|(i, _)| i).collect();
+        assert_eq!(passed, (10..20).collect::<Vec<_>>());
+
+        let sp = ScanPolicy {
+            base: BasePolicy { filter_expression: Some(!at_least_10), ..BasePolicy::default() },
+            ..ScanPolicy::default()
+        };
+        let mut stream = client.scan(&sp, "test", "exp", Bins::All).await.expect("scan");
+        let mut seen = Vec::new();
+        while let Some(rec) = stream.next().await {
+            match rec.expect("record").bins.get("n") {
+                Some(Value::Int(n)) => seen.push(*n),
+                other => panic!("bin n: {other:?}"),
+            }
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, (0..10).collect::<Vec<_>>(), "not (n >= 10)");
+    });
+}
