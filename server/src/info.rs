@@ -93,6 +93,8 @@ fn answer(node: &Node, line: &str) -> String {
         "edition" => "Petrel".to_string(),
         "features" => FEATURES.to_string(),
         "status" => "ok".to_string(),
+        // Log sinks as `id:sink`: petreld logs to standard error only.
+        "logs" => "0:stderr".to_string(),
         // The HTTP endpoint's /ready, for probes that speak only the info protocol.
         "ready" => {
             if crate::http::is_ready(node) {

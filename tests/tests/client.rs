@@ -140,10 +140,14 @@ fn operations_and_error_paths() {
         seen.sort();
         assert_eq!(seen, (0..300).collect::<Vec<_>>());
         // Info and truncate through the client.
-        let answers = client.info(None, &["status", "namespaces"]).await.expect("info");
+        let answers = client.info(None, &["status", "namespaces", "logs"]).await.expect("info");
         assert_eq!(
             answers,
-            vec![("status".to_string(), "ok".to_string()), ("namespaces".to_string(), "test".to_string())]
+            vec![
+                ("status".to_string(), "ok".to_string()),
+                ("namespaces".to_string(), "test".to_string()),
+                ("logs".to_string(), "0:stderr".to_string())
+            ]
         );
         client.truncate("test", Some("batch"), None).await.expect("truncate");
         assert!(client
