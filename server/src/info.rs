@@ -20,9 +20,11 @@ use crate::node::{Node, NodeCounters};
 /// (16), changing nothing.
 pub const BUILD: &str = "8.0.0.0";
 /// What `features` claims: only what works (no UDFs until they are built).
-const FEATURES: &str = "batch-any;batch-index;blob-bits;cdt-index;cdt-list;cdt-map;cluster-stable;float;geo;peers;pipelining;pquery;pscans;query-show;replicas;replicas-all;replicas-master;replicas-max;sindex-exists;truncate-namespace";
+const FEATURES: &str = "batch-any;batch-index;blob-bits;cdt-index;cdt-list;cdt-map;cluster-stable;float;geo;peers;pipelining;pquery;pscans;query-show;replicas;replicas-all;replicas-master;replicas-max;sindex-exists;truncate-namespace;udf";
 /// Longest info request line we answer.
 const LINE_LEN_MAX: usize = 4096;
+/// Longest `udf-put` line: a module of the largest size, in base64, and its parameters.
+const UDF_PUT_LINE_LEN_MAX: usize = crate::udf::MODULE_BYTES_MAX / 3 * 4 + 4096;
 /// Most commands in one info request.
 const COMMANDS_MAX: usize = 256;
 
@@ -32,10 +34,14 @@ pub async fn handle(node: &Node, body: &[u8], out: &mut Vec<u8>) {
     node.counters.info_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let text = String::from_utf8_lossy(body);
     for line in text.split('\n').filter(|l| !l.is_empty()).take(COMMANDS_MAX) {
-        let line = truncate_at_char_boundary(line, LINE_LEN_MAX);
+        // A module travels in its registration line, so that line may be longer.
+        let max = if line.starts_with("udf-put") { UDF_PUT_LINE_LEN_MAX } else { LINE_LEN_MAX };
+        let line = truncate_at_char_boundary(line, max);
         let mut value = answer(node, line);
-        let cluster_wide =
-            matches!(split_command(line).0, "truncate" | "truncate-namespace" | "sindex-create" | "sindex-delete");
+        let cluster_wide = matches!(
+            split_command(line).0,
+            "truncate" | "truncate-namespace" | "sindex-create" | "sindex-delete" | "udf-put" | "udf-remove"
+        );
         if let (Some(cluster), true, "ok") = (node.cluster(), cluster_wide, value.as_str()) {
             let forwarded = match split_command(line) {
                 ("sindex-create" | "sindex-delete", rest) => crate::info_sindex::stamped_for_peers(node, line, rest),
@@ -56,7 +62,8 @@ pub async fn handle(node: &Node, body: &[u8], out: &mut Vec<u8>) {
 
 /// Answers one command on this node only (a peer forwarded it).
 pub fn answer_here(node: &Node, line: &str) -> String {
-    answer(node, truncate_at_char_boundary(line, LINE_LEN_MAX))
+    let max = if line.starts_with("udf-put") { UDF_PUT_LINE_LEN_MAX } else { LINE_LEN_MAX };
+    answer(node, truncate_at_char_boundary(line, max))
 }
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
@@ -127,6 +134,10 @@ fn answer(node: &Node, line: &str) -> String {
             .cluster()
             .map_or(String::new(), |c| c.peers_alt().into_iter().map(|(_, s)| s).collect::<Vec<_>>().join(";")),
         "tip" => tip(node, rest),
+        "udf-put" => node.udfs.info_put(rest),
+        "udf-list" => node.udfs.info_list(),
+        "udf-get" => node.udfs.info_get(rest),
+        "udf-remove" => node.udfs.info_remove(rest),
         "tip-clear" => match node.cluster() {
             Some(c) => {
                 c.tip_clear();

@@ -16,6 +16,7 @@ pub mod latency;
 pub mod node;
 pub mod service;
 pub mod sindex_catalog;
+pub mod udf;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -82,6 +82,8 @@ pub struct Node {
     pub sindex_catalog: crate::sindex_catalog::Catalog,
     /// Background scans and queries with write ops.
     pub jobs: crate::cmd::background::Jobs,
+    /// Registered Lua UDF modules.
+    pub udfs: crate::udf::Udfs,
     /// This node, for work that outlives a request (background jobs); set by [`Node::set_arc`].
     this: OnceLock<std::sync::Weak<Node>>,
 }
@@ -137,6 +139,9 @@ impl Node {
         Ok(Node {
             sindex_catalog,
             jobs: Default::default(),
+            udfs: crate::udf::Udfs::open(
+                (!config.service.data_dir.as_os_str().is_empty()).then(|| config.service.data_dir.join("udf")),
+            )?,
             this: OnceLock::new(),
             node_name: format!("{node_id:X}"),
             service_std: service_endpoint(&config),

@@ -40,6 +40,20 @@ def spawn_cluster_node(spec, seed, cluster_name, extra=(), env=None, stderr=None
     return subprocess.Popen(args, env=dict(os.environ, **{"PETREL_LOG": "warn", **(env or {})}), stderr=stderr)
 
 
+def start_cluster(first_ip, count, cluster_name, procs):
+    """Starts `count` clustered nodes on 127.0.0.<first_ip>, .<first_ip + 1>, ... (each as a
+    distinct host), seeded from the first; appends their processes to `procs` (for
+    `stop_all`) and returns their specs once every service port accepts (30 s at most)."""
+    specs = [(f"127.0.0.{first_ip + i}", free_port(), free_port(), free_port()) for i in range(count)]
+    seed = f"{specs[0][0]}:{specs[0][3]}"
+    for spec in specs:
+        procs.append(spawn_cluster_node(spec, seed, cluster_name))
+    deadline = time.monotonic() + 30
+    for (host, service, _, _), proc in zip(specs, procs[-count:]):
+        wait_port(host, service, proc, deadline)
+    return specs
+
+
 def stop_all(procs):
     """SIGTERM to each process, SIGKILL to any still running after 20 s."""
     for p in procs:

@@ -5,7 +5,7 @@ import time
 import aerospike
 import pytest
 
-from conftest import free_port, spawn_cluster_node, stop_all, wait_port
+from conftest import start_cluster, stop_all
 
 NODES = 3
 
@@ -13,15 +13,9 @@ NODES = 3
 @pytest.fixture(scope="module")
 def cluster():
     # Each node on its own loopback address, as distinct hosts.
-    specs = [(f"127.0.0.{20 + i}", free_port(), free_port(), free_port()) for i in range(NODES)]
-    seed = f"{specs[0][0]}:{specs[0][3]}"
     procs = []
     try:
-        for spec in specs:
-            procs.append(spawn_cluster_node(spec, seed, "py-test"))
-        deadline = time.monotonic() + 30
-        for (host, service, _, _), proc in zip(specs, procs):
-            wait_port(host, service, proc, deadline)
+        specs = start_cluster(20, NODES, "py-test", procs)
         yield [(host, service) for host, service, _, _ in specs]
     finally:
         stop_all(procs)

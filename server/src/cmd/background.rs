@@ -113,7 +113,10 @@ pub(crate) fn start(node: &Node, msg: &Message<'_>, out: &mut Vec<u8>) {
 
 fn check_and_spawn(node: &Node, msg: &Message<'_>) -> Result<(), ResultCode> {
     let sns = node.namespace(msg.field(FieldType::Namespace).unwrap_or(b"")).ok_or(ResultCode::Namespace)?;
-    if msg.header.n_ops == 0 {
+    // A background UDF starts even when its module is missing (as on Aerospike): each
+    // record then fails, and the job's failure count says so.
+    let udf = msg.field(FieldType::UdfOp).is_some();
+    if msg.header.n_ops == 0 && !udf {
         return Err(ResultCode::Parameter);
     }
     // Everything the job will need is checked now, so it cannot fail to start later.
@@ -231,7 +234,13 @@ fn record_message(job: &Message<'_>, digest: &Digest, out: &mut Vec<u8>) {
     out.clear();
     let set = job.field(FieldType::Set).filter(|s| !s.is_empty());
     let filter = job.field(FieldType::Filter);
-    let n_fields = 2 + u16::from(set.is_some()) + u16::from(filter.is_some());
+    // A background UDF: the record UDF request for this record (its package, function and
+    // arguments), instead of the job's write ops.
+    let udf: Vec<(FieldType, &[u8])> = [FieldType::UdfPackageName, FieldType::UdfFunction, FieldType::UdfArgList]
+        .into_iter()
+        .filter_map(|t| job.field(FieldType::UdfOp).and(job.field(t)).map(|v| (t, v)))
+        .collect();
+    let n_fields = 2 + u16::from(set.is_some()) + u16::from(filter.is_some()) + udf.len() as u16;
     MsgHeader {
         info2: info2::WRITE | (job.header.info2 & info2::DURABLE_DELETE),
         info3: info3::UPDATE_ONLY,
@@ -248,6 +257,9 @@ fn record_message(job: &Message<'_>, digest: &Digest, out: &mut Vec<u8>) {
     write_field(out, FieldType::Digest as u8, digest.as_bytes());
     if let Some(f) = filter {
         write_field(out, FieldType::Filter as u8, f);
+    }
+    for (t, v) in udf {
+        write_field(out, t as u8, v);
     }
     out.extend_from_slice(job.ops_bytes());
 }

@@ -20,6 +20,7 @@ mod replicate;
 mod request;
 mod scan;
 mod single;
+mod udf;
 mod write;
 
 use std::sync::atomic::Ordering;

@@ -26,6 +26,8 @@ pub(crate) enum Kind {
     Write,
     /// Removal of the record.
     Delete,
+    /// A record UDF: a Lua function run on the record, which may change it.
+    Udf,
 }
 
 /// A request's ops; inline up to 8, so common requests do not allocate for them.
@@ -76,7 +78,9 @@ impl<'n, 'a> Single<'n, 'a> {
             }
         };
         let h = msg.header;
-        let kind = if h.info2 & info2::WRITE != 0 {
+        let kind = if msg.field(FieldType::UdfPackageName).is_some() {
+            Kind::Udf
+        } else if h.info2 & info2::WRITE != 0 {
             if h.info2 & info2::DELETE != 0 {
                 Kind::Delete
             } else {
@@ -98,7 +102,7 @@ impl<'n, 'a> Single<'n, 'a> {
     }
 
     pub(crate) fn is_write(&self) -> bool {
-        matches!(self.kind, Kind::Write | Kind::Delete)
+        matches!(self.kind, Kind::Write | Kind::Delete | Kind::Udf)
     }
 
     pub(crate) fn partition(&self) -> u16 {

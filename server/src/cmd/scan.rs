@@ -40,13 +40,19 @@ pub(crate) struct ScanRequest<'a> {
     pub(crate) index: Option<IndexQuery>,
 }
 
+/// UDF_OP 2: a record UDF run on each record, in the background.
+pub(crate) fn is_background_udf(op: &[u8]) -> bool {
+    op == [2]
+}
+
 /// Checks and decodes a scan or query; one with write ops only as a `background` job.
 pub(crate) fn parse<'a>(
     msg: &Message<'a>,
     ns: &petrel_storage::Namespace,
     background: bool,
 ) -> Result<ScanRequest<'a>, ResultCode> {
-    if msg.field(FieldType::UdfOp).is_some()
+    // Of the UDF kinds, only background record UDFs run (aggregations do not).
+    if msg.field(FieldType::UdfOp).is_some_and(|op| !(background && is_background_udf(op)))
         || (msg.header.info2 & info2::WRITE != 0) != background
         || carries_transaction(msg)
     {
@@ -114,7 +120,7 @@ pub(crate) async fn run<W: AsyncWrite + Unpin>(
         answer::error_frame(out, ResultCode::Namespace, true);
         return Ok(());
     };
-    if msg.header.info2 & info2::WRITE != 0 && msg.field(FieldType::UdfOp).is_none() {
+    if msg.header.info2 & info2::WRITE != 0 && msg.field(FieldType::UdfOp).is_none_or(is_background_udf) {
         super::background::start(node, msg, out);
         return Ok(());
     }

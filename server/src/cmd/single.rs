@@ -15,7 +15,7 @@ use petrel_storage::exp::Program;
 
 use super::answer::{self, CmdError};
 use super::request::{Kind, Single};
-use super::{delete, read, write};
+use super::{delete, read, udf, write};
 use crate::client_counters::RequestKind;
 use crate::latency::LatencyKind;
 use crate::node::Node;
@@ -144,11 +144,13 @@ async fn execute(node: &Node, single: &Single<'_, '_>, out: &mut Vec<u8>, row_in
         Kind::ReadOps => read::operate(single, out, row_index),
         Kind::Write => write::apply(node, single, out, row_index).await,
         Kind::Delete => delete::apply(node, single, out, row_index).await,
+        Kind::Udf => udf::apply(node, single, out, row_index).await,
     };
     if let Err(e) = result {
         answer::error(out, &e, row_index);
     }
     let kind = match (single.is_write(), batch_row) {
+        _ if single.kind == Kind::Udf => LatencyKind::Udf,
         (true, false) => LatencyKind::Write,
         (false, false) => LatencyKind::Read,
         (true, true) => LatencyKind::BatchSubWrite,
@@ -158,7 +160,7 @@ async fn execute(node: &Node, single: &Single<'_, '_>, out: &mut Vec<u8>, row_in
     if origin == Origin::Client {
         let counted = match single.kind {
             Kind::Read | Kind::Exists | Kind::ReadOps => RequestKind::Read,
-            Kind::Write => RequestKind::Write,
+            Kind::Write | Kind::Udf => RequestKind::Write,
             Kind::Delete => RequestKind::Delete,
         };
         // The answer message's result code byte.
