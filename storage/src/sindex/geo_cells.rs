@@ -3,7 +3,8 @@
 //!
 //! A point is indexed under its leaf cell; a region (polygon box, circle) under a covering of
 //! at most [`CELLS_MAX`] cells between levels [`LEVEL_MIN`] and [`LEVEL_MAX`] (Aerospike's
-//! defaults for `geo2dsphere` indexes). Coverings always hold the whole region, so the
+//! defaults for `geo2dsphere` indexes), per polygon for up to [`BOXES_MAX`] polygons, past
+//! that for the box around them all. Coverings always hold the whole region, so the
 //! lookups below find a superset of the answer, and every candidate is then tested exactly
 //! (`exp::geo_compare`):
 //! * points within a query region: the region's covering, each cell looked up as the range
@@ -31,6 +32,8 @@ pub const LEVEL_MIN: u8 = 1;
 pub const LEVEL_MAX: u8 = 20;
 /// Most cells a region is covered by.
 pub const CELLS_MAX: usize = 12;
+/// Most polygon boxes of one value covered one by one; past this, the box around them all.
+pub const BOXES_MAX: usize = 16;
 /// Margin added around every region so values on its border stay inside the covering despite
 /// rounding (about 1 cm).
 const MARGIN_DEG: f64 = 1e-7;
@@ -70,10 +73,17 @@ fn covering(extent: &GeoExtent) -> Vec<u64> {
             }
         }
         GeoExtent::Boxes(ref boxes) => {
-            for &[lng_lo, lat_lo, lng_hi, lat_hi] in boxes {
-                if !(valid(lng_lo, lat_lo) && valid(lng_hi, lat_hi)) {
-                    continue;
-                }
+            let mut usable: Vec<[f64; 4]> =
+                boxes.iter().copied().filter(|b| valid(b[0], b[1]) && valid(b[2], b[3])).collect();
+            if usable.len() > BOXES_MAX {
+                // Many polygons: the box around them all, so the covering work (and the keys
+                // one value adds) stay bounded whatever a value or a query holds.
+                let all = usable.iter().fold([180.0f64, 90.0, -180.0, -90.0], |[a, b, c, d], x| {
+                    [a.min(x[0]), b.min(x[1]), c.max(x[2]), d.max(x[3])]
+                });
+                usable = vec![all];
+            }
+            for [lng_lo, lat_lo, lng_hi, lat_hi] in usable {
                 let rect = Rect::from_degrees(
                     (lat_lo - MARGIN_DEG).max(-90.0),
                     (lng_lo - MARGIN_DEG).max(-180.0),
@@ -188,6 +198,25 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_value_of_many_polygons_is_covered_by_their_union_and_still_found() {
+        let squares: Vec<String> = (0..1000)
+            .map(|i| {
+                let x = (i % 40) as f64;
+                let y = (i / 40) as f64;
+                format!("[[[{x},{y}],[{},{y}],[{},{}],[{x},{}],[{x},{y}]]]", x + 0.5, x + 0.5, y + 0.5, y + 0.5)
+            })
+            .collect();
+        let many = format!(r#"{{"type":"MultiPolygon","coordinates":[{}]}}"#, squares.join(","));
+        // One covering, not a thousand (denormalizing to the lowest level may split a cell).
+        assert!(cells_of(many.as_bytes()).len() <= 4 * CELLS_MAX);
+        assert!(lookups(many.as_bytes()).len() <= 4 * CELLS_MAX);
+        let inside = point(39.25, 24.25);
+        assert!(exact(&inside, many.as_bytes()));
+        assert!(found(&inside, many.as_bytes()));
+        assert!(found(many.as_bytes(), &inside));
     }
 
     #[test]
