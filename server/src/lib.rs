@@ -138,7 +138,8 @@ async fn start_cluster(node: &Arc<node::Node>) -> anyhow::Result<Arc<ClusterNode
             membership,
             endpoints: NodeEndpoints {
                 fabric: format!("{}:{}", addrs.advertise, addrs.fabric.port()),
-                service: format!("{}:{}", addrs.advertise, node.config.service.listen.port()),
+                // Worked out once, when the node was built: peers and clients are told the same.
+                service: node.service_std.clone(),
                 service_alt: node.service_alt.clone(),
             },
         },

@@ -248,11 +248,12 @@ fn kept_node_id(config: &Config) -> Result<u64, String> {
     }
 }
 
-/// The service endpoint clients are told: the listen address unless it is a wildcard, then
-/// the host the cluster advertises (the listen address of a node on its own).
+/// The service endpoint clients and peers are told: in a cluster, the advertised host (set,
+/// else the listen host, else the address routing to the seeds) with the service port; on
+/// its own, the listen address.
 fn service_endpoint(config: &Config) -> String {
     let listen = config.service.listen;
-    if !listen.ip().is_unspecified() || !config.cluster.enabled() {
+    if !config.cluster.enabled() {
         return listen.to_string();
     }
     match config.cluster.addresses(listen) {

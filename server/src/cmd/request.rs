@@ -78,7 +78,7 @@ impl<'n, 'a> Single<'n, 'a> {
             }
         };
         let h = msg.header;
-        let kind = if msg.field(FieldType::UdfPackageName).is_some() {
+        let kind = if fields.udf {
             Kind::Udf
         } else if h.info2 & info2::WRITE != 0 {
             if h.info2 & info2::DELETE != 0 {
@@ -192,6 +192,8 @@ struct Fields<'a> {
     filter: Option<&'a [u8]>,
     /// A transaction id, deadline or record version field is present.
     transaction: bool,
+    /// A UDF package is named: a record UDF.
+    udf: bool,
 }
 
 impl<'a> Fields<'a> {
@@ -207,6 +209,10 @@ impl<'a> Fields<'a> {
                 t if t == FieldType::Filter as u8 => &mut f.filter,
                 t if is_transaction_field(t) => {
                     f.transaction = true;
+                    continue;
+                }
+                t if t == FieldType::UdfPackageName as u8 => {
+                    f.udf = true;
                     continue;
                 }
                 _ => continue,

@@ -153,6 +153,7 @@ fn write_message(
     let mut h = MsgHeader {
         info2: info2::WRITE,
         record_ttl: match new_ttl {
+            Some(-2) => TTL_DONT_UPDATE,
             Some(t) if t < 0 => u32::MAX,
             Some(t) => t.min(u32::MAX as i64 - 2) as u32,
             None if rec.exists && single.msg.header.record_ttl == 0 => TTL_DONT_UPDATE,
