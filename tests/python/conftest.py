@@ -54,6 +54,15 @@ def start_cluster(first_ip, count, cluster_name, procs):
     return specs
 
 
+def wait_cluster_stable(client, size, timeout_secs=30):
+    """Returns once `client` sees `size` nodes and every node answers `cluster-stable`."""
+    deadline = time.monotonic() + timeout_secs
+    while len(client.get_nodes()) < size or any(v[1] != "" and "ERROR" in v[1] for v in
+                                                client.info_all(f"cluster-stable:size={size}").values()):
+        assert time.monotonic() < deadline, "cluster not stable"
+        time.sleep(0.2)
+
+
 def stop_all(procs):
     """SIGTERM to each process, SIGKILL to any still running after 20 s."""
     for p in procs:

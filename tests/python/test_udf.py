@@ -10,7 +10,7 @@ import aerospike
 import pytest
 from aerospike import exception as ex
 
-from conftest import start_cluster, stop_all
+from conftest import start_cluster, stop_all, wait_cluster_stable
 
 NS, SET = "test", "udf"
 MODULE = os.path.join(os.path.dirname(__file__), "udf", "petrel_test_udf.lua")
@@ -99,13 +99,9 @@ def test_a_module_registered_on_one_node_runs_on_every_node(tmp_path):
     procs = []
     try:
         specs = start_cluster(40, 3, "udf-test", procs)
-        deadline = time.monotonic() + 30
         c = connect([specs[0][:2]], tmp_path)
         try:
-            while len(c.get_nodes()) < 3 or any(v[1] != "" and "ERROR" in v[1] for v in
-                                                 c.info_all("cluster-stable:size=3").values()):
-                assert time.monotonic() < deadline, "cluster not stable"
-                time.sleep(0.2)
+            wait_cluster_stable(c, 3)
             c.udf_put(MODULE)
             keys = [(NS, SET, i) for i in range(60)]
             results = [c.apply(k, "petrel_test_udf", "bump", ["n", i]) for i, k in enumerate(keys)]

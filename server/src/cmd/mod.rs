@@ -10,6 +10,7 @@
 //! * [`scan`] walks partitions, for scans and (through [`index_query`]) index queries.
 //! * [`answer`] builds answer messages and streams long answers.
 
+mod aggregate;
 mod answer;
 pub mod background;
 mod batch;

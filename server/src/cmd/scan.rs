@@ -4,7 +4,8 @@
 //! at a time without holding a sprig lock while answering (a filter expression, when sent,
 //! is applied under the lock); each partition answered
 //! "done", or "unavailable" in a cluster when this node is not its acting master (the client
-//! asks again where its refreshed map points).
+//! asks again where its refreshed map points). Aggregations (stream UDFs) are answered by
+//! [`super::aggregate`].
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -17,6 +18,7 @@ use petrel_proto::{Digest, ResultCode, PARTITIONS_COUNT};
 use petrel_storage::exp::Program;
 use tokio::io::AsyncWrite;
 
+use super::aggregate;
 use super::answer::{self, Stream};
 use super::index_query::{self, IndexQuery};
 use super::request::carries_transaction;
@@ -31,13 +33,24 @@ pub(crate) struct ScanRequest<'a> {
     pub(crate) set_id: Option<u16>,
     no_bins: bool,
     bins: Vec<&'a [u8]>,
-    records_max: usize,
+    pub(crate) records_max: usize,
     /// The filter expression every returned record passes, compiled once.
     filter: Option<Program>,
     /// Partitions from their start (PID_ARRAY), and partitions to resume after a digest.
     pub(crate) work: Vec<(u16, Option<Digest>)>,
     /// The secondary index and range of a query; `None` for a scan.
     pub(crate) index: Option<IndexQuery>,
+}
+
+impl ScanRequest<'_> {
+    pub(crate) fn filter(&self) -> Option<&Program> {
+        self.filter.as_ref()
+    }
+
+    /// Whether the request's bin selection keeps bin `name`.
+    pub(crate) fn selects(&self, name: &[u8]) -> bool {
+        !self.no_bins && (self.bins.is_empty() || self.bins.contains(&name))
+    }
 }
 
 /// UDF_OP 2: a record UDF run on each record, in the background.
@@ -51,8 +64,9 @@ pub(crate) fn parse<'a>(
     ns: &petrel_storage::Namespace,
     background: bool,
 ) -> Result<ScanRequest<'a>, ResultCode> {
-    // Of the UDF kinds, only background record UDFs run (aggregations do not).
-    if msg.field(FieldType::UdfOp).is_some_and(|op| !(background && is_background_udf(op)))
+    // Background jobs run record UDFs; foreground queries and scans run aggregations.
+    let udf_runs = |op: &[u8]| if background { is_background_udf(op) } else { aggregate::is_aggregation(op) };
+    if msg.field(FieldType::UdfOp).is_some_and(|op| !udf_runs(op))
         || (msg.header.info2 & info2::WRITE != 0) != background
         || carries_transaction(msg)
     {
@@ -123,6 +137,9 @@ pub(crate) async fn run<W: AsyncWrite + Unpin>(
     if msg.header.info2 & info2::WRITE != 0 && msg.field(FieldType::UdfOp).is_none_or(is_background_udf) {
         super::background::start(node, msg, out);
         return Ok(());
+    }
+    if msg.field(FieldType::UdfOp).is_some_and(aggregate::is_aggregation) {
+        return aggregate::run(node, sns, msg, out, sink).await;
     }
     let ns = &sns.ns;
     let scan = match parse(msg, ns, false) {

@@ -37,7 +37,7 @@ pub(crate) async fn apply(
         return Err(StorageError::Parameter("a UDF needs a package and a function").into());
     };
     let args = match single.msg.field(FieldType::UdfArgList) {
-        None => Vec::new(),
+        None | Some([]) => Vec::new(),
         Some(raw) => match msgpack::decode(raw) {
             Ok(MsgValue::List(items)) => items,
             _ => return Err(StorageError::Parameter("UDF arguments must be a msgpack list").into()),
@@ -107,11 +107,7 @@ fn read(single: &Single<'_, '_>) -> Result<(RecordIn, RecordMeta), CmdError> {
         return Err(StorageError::Internal("a stored bin could not be decoded").into());
     }
     let exists = meta.generation != 0;
-    let now_secs = ns.clock().now_ms() / 1000;
-    let ttl = match meta.void_time {
-        0 => -1,
-        v => (v as i64 - now_secs as i64).max(0),
-    };
+    let ttl = ttl_left(ns, meta);
     let key = single.key().and_then(|k| particle::to_msgpack(k.particle, k.bytes).ok());
     let rec = RecordIn {
         exists,
@@ -124,6 +120,14 @@ fn read(single: &Single<'_, '_>) -> Result<(RecordIn, RecordMeta), CmdError> {
         lut_ms: meta.lut_ms,
     };
     Ok((rec, meta))
+}
+
+/// Seconds a record has left to live, as a UDF sees it; -1 when it never expires.
+pub(crate) fn ttl_left(ns: &petrel_storage::Namespace, meta: RecordMeta) -> i64 {
+    match meta.void_time {
+        0 => -1,
+        v => (v as i64 - (ns.clock().now_ms() / 1000) as i64).max(0),
+    }
 }
 
 fn header_fields(single: &Single<'_, '_>, buf: &mut Vec<u8>) {

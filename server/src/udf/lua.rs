@@ -22,6 +22,7 @@ const DEPTH_MAX: usize = 32;
 const HOOK_EVERY: u32 = 10_000;
 
 const PRELUDE: &str = include_str!("prelude.lua");
+const STREAM: &str = include_str!("stream.lua");
 
 /// The record a UDF is called on.
 #[derive(Debug, Default)]
@@ -61,7 +62,9 @@ pub fn check(name: &str, source: &[u8]) -> Result<(), String> {
     lua.load(source).set_name(format!("@{name}")).into_function().map(|_| ()).map_err(|e| e.to_string())
 }
 
-fn state() -> mlua::Result<Lua> {
+/// A sandboxed state with the prelude, and the count of instructions it has run (which the
+/// caller may reset to give each step of a long run its own budget).
+pub(crate) fn state() -> mlua::Result<(Lua, Rc<Cell<u64>>)> {
     let lua = Lua::new_with(StdLib::STRING | StdLib::TABLE | StdLib::MATH | StdLib::UTF8, LuaOptions::default())?;
     lua.set_memory_limit(MEMORY_MAX_BYTES)?;
     let spent = Rc::new(Cell::new(0u64));
@@ -74,6 +77,7 @@ fn state() -> mlua::Result<Lua> {
         Ok(VmState::Continue)
     });
     lua.load(PRELUDE).set_name("@petrel-prelude").exec()?;
+    lua.load(STREAM).set_name("@petrel-stream").exec()?;
     let helpers: Table = lua.globals().get("__petrel")?;
     helpers.set(
         "log",
@@ -86,7 +90,7 @@ fn state() -> mlua::Result<Lua> {
             Ok(())
         })?,
     )?;
-    Ok(lua)
+    Ok((lua, spent))
 }
 
 /// Calls `function` of module `source` on `rec` with `args`.
@@ -98,28 +102,13 @@ pub fn call(
     args: &[MsgValue],
 ) -> Result<RecordOut, String> {
     let run = || -> mlua::Result<Result<RecordOut, String>> {
-        let lua = state()?;
+        let (lua, _) = state()?;
         lua.load(source).set_name(format!("@{module}")).exec()?;
         let Ok(f) = lua.globals().get::<mlua::Function>(function) else {
             return Ok(Err(format!("function not found: {module}.{function}")));
         };
         let helpers: Table = lua.globals().get("__petrel")?;
-        let bins = lua.create_table()?;
-        for (name, v) in &rec.bins {
-            bins.set(name.as_str(), to_lua(&lua, &helpers, v, 0)?)?;
-        }
-        let meta = lua.create_table()?;
-        meta.set("exists", rec.exists)?;
-        meta.set("gen", rec.generation)?;
-        meta.set("ttl", rec.ttl)?;
-        meta.set("set", rec.set.as_str())?;
-        meta.set("lut", rec.lut_ms)?;
-        if let Some(k) = &rec.key {
-            meta.set("key", to_lua(&lua, &helpers, k, 0)?)?;
-        }
-        let digest = helpers.get::<mlua::Function>("new_bytes")?.call::<LuaValue>(lua.create_string(rec.digest)?)?;
-        meta.set("digest", digest)?;
-        let record: LuaValue = helpers.get::<mlua::Function>("new_record")?.call((bins, meta))?;
+        let record = record_value(&lua, &helpers, rec)?;
         let mut call_args = vec![record.clone()];
         for a in args {
             call_args.push(to_lua(&lua, &helpers, a, 0)?);
@@ -149,8 +138,28 @@ pub fn call(
     run().unwrap_or_else(|e| Err(lua_error_text(&e)))
 }
 
+/// `rec` as a Lua record object.
+pub(crate) fn record_value(lua: &Lua, helpers: &Table, rec: &RecordIn) -> mlua::Result<LuaValue> {
+    let bins = lua.create_table()?;
+    for (name, v) in &rec.bins {
+        bins.set(name.as_str(), to_lua(lua, helpers, v, 0)?)?;
+    }
+    let meta = lua.create_table()?;
+    meta.set("exists", rec.exists)?;
+    meta.set("gen", rec.generation)?;
+    meta.set("ttl", rec.ttl)?;
+    meta.set("set", rec.set.as_str())?;
+    meta.set("lut", rec.lut_ms)?;
+    if let Some(k) = &rec.key {
+        meta.set("key", to_lua(lua, helpers, k, 0)?)?;
+    }
+    let digest = helpers.get::<mlua::Function>("new_bytes")?.call::<LuaValue>(lua.create_string(rec.digest)?)?;
+    meta.set("digest", digest)?;
+    helpers.get::<mlua::Function>("new_record")?.call((bins, meta))
+}
+
 /// The message of a Lua error, without the traceback.
-fn lua_error_text(e: &mlua::Error) -> String {
+pub(crate) fn lua_error_text(e: &mlua::Error) -> String {
     match e {
         mlua::Error::CallbackError { cause, .. } => lua_error_text(cause),
         mlua::Error::RuntimeError(m) | mlua::Error::SyntaxError { message: m, .. } => {
@@ -160,7 +169,7 @@ fn lua_error_text(e: &mlua::Error) -> String {
     }
 }
 
-fn to_lua(lua: &Lua, helpers: &Table, v: &MsgValue, depth: usize) -> mlua::Result<LuaValue> {
+pub(crate) fn to_lua(lua: &Lua, helpers: &Table, v: &MsgValue, depth: usize) -> mlua::Result<LuaValue> {
     if depth > DEPTH_MAX {
         return Err(mlua::Error::runtime("value nested too deeply"));
     }
@@ -190,7 +199,7 @@ fn to_lua(lua: &Lua, helpers: &Table, v: &MsgValue, depth: usize) -> mlua::Resul
     })
 }
 
-fn from_lua(helpers: &Table, v: &LuaValue, depth: usize) -> mlua::Result<MsgValue> {
+pub(crate) fn from_lua(helpers: &Table, v: &LuaValue, depth: usize) -> mlua::Result<MsgValue> {
     if depth > DEPTH_MAX {
         return Err(mlua::Error::runtime("value nested too deeply (or a table that holds itself)"));
     }
@@ -218,6 +227,11 @@ fn from_lua(helpers: &Table, v: &LuaValue, depth: usize) -> mlua::Result<MsgValu
                 "map" => {
                     let entries: Table = helpers.get::<mlua::Function>("map_entries")?.call(t.clone())?;
                     map_from(helpers, &entries, depth)?
+                }
+                // A record that reaches a stream's end is answered as the map of its bins.
+                "record" => {
+                    let bins: Table = helpers.get::<mlua::Function>("record_bins")?.call(t.clone())?;
+                    map_from(helpers, &bins, depth)?
                 }
                 // A plain table: a sequence is a list, anything else a map.
                 _ => {

@@ -4,6 +4,7 @@
 //! across restarts and sent to every member when registered or removed through any node; and
 //! running them on records ([`lua`], the command in `cmd/udf.rs`).
 
+pub mod aggregate;
 pub mod lua;
 
 use std::collections::BTreeMap;

@@ -157,6 +157,7 @@ function P.new_record(bins, m) return setmetatable({ __bins = bins, __dirty = {}
 function P.kind(v)
   local mt = getmetatable(v)
   if mt == ListMT then return "list" elseif mt == MapMT then return "map" elseif mt == BytesMT then return "bytes" end
+  if mt == RecordMT then return "record" end
   return type(v)
 end
 function P.list_items(l) return rawget(l, "__v"), rawget(l, "__n") end
@@ -166,4 +167,5 @@ function P.bytes_string(b)
   for i, v in ipairs(rawget(b, "__b")) do parts[i] = string.char(v) end
   return table.concat(parts)
 end
+function P.record_bins(r) return rawget(r, "__bins") end
 function P.changes(r) return rawget(r, "__bins"), rawget(r, "__dirty"), meta(r) end
