@@ -1,9 +1,14 @@
 """Small behaviours of a stock Aerospike server that the official client's own suite checks:
-truncate argument checks, scans selecting bins, reads naming no bins."""
+truncate argument checks, scans selecting bins, reads naming no bins, the order of an unordered
+list's rank-range values."""
 import time
 
+import aerospike
 import pytest
 from aerospike import exception as ex
+from aerospike_helpers import cdt_ctx
+from aerospike_helpers.expressions import Eq, ListBin, ListGetByValueRelRankRange
+from aerospike_helpers.operations import list_operations as lo
 
 NS = "test"
 
@@ -46,3 +51,20 @@ def test_select_of_no_bins_is_refused(client):
     with pytest.raises(ex.InvalidRequest):
         client.select(k, [])
     assert client.select(k, ["a"])[2] == {"a": 1}
+
+
+def test_unordered_list_rank_ranges_answer_values_as_aerospike_does(client):
+    # Aerospike picks a rank range with a heap from the nearer end: from the low end the
+    # values come highest rank first, from the high end lowest rank first.
+    k = (NS, "rank_order", 1)
+    client.put(k, {"l": [7, 6, 5, 8, 9, 10], "nested": [0, [26, 27, 28, 3]]})
+
+    def values(op):
+        return client.operate(k, [op])[2]
+
+    assert values(lo.list_get_by_rank_range("l", 0, aerospike.LIST_RETURN_VALUE, 3)) == {"l": [7, 6, 5]}
+    assert values(lo.list_get_by_rank_range("l", 3, aerospike.LIST_RETURN_VALUE, 3)) == {"l": [8, 9, 10]}
+    assert values(lo.list_get_by_rank_range("l", 0, aerospike.LIST_RETURN_RANK, 3)) == {"l": [0, 1, 2]}
+    ctx = [cdt_ctx.cdt_ctx_list_index(1)]
+    expr = Eq(ListGetByValueRelRankRange(ctx, aerospike.LIST_RETURN_VALUE, 26, 0, 2, ListBin("nested")), [27, 26])
+    assert client.get(k, {"expressions": expr.compile()})[2]["l"] == [7, 6, 5, 8, 9, 10]

@@ -197,6 +197,8 @@ fn exec(list: &mut ListVal, code: i64, args: &mut Args) -> Result<Option<Particl
             let view = View::List(&list.items);
             let sel = if code == GET_BY_INDEX_RANGE || code == REMOVE_BY_INDEX_RANGE {
                 view.by_index(start, count, true)?
+            } else if heap_order(list, rt) {
+                view.by_rank_heap(start, count)?
             } else {
                 view.by_rank(start, count, true)?
             };
@@ -211,11 +213,23 @@ fn exec(list: &mut ListVal, code: i64, args: &mut Args) -> Result<Option<Particl
         GET_BY_VALUE_REL_RANK_RANGE | REMOVE_BY_VALUE_REL_RANK_RANGE => {
             args.count(3, 4)?;
             let rt = multi_return_type(args)?;
-            let sel = View::List(&list.items).by_value_rel_rank(args.value(1)?, args.index(2)?, args.opt_count(3)?)?;
+            let view = View::List(&list.items);
+            let (value, rank, count) = (args.value(1)?, args.index(2)?, args.opt_count(3)?);
+            let sel = if heap_order(list, rt) {
+                view.by_value_rel_rank_heap(value, rank, count)?
+            } else {
+                view.by_value_rel_rank(value, rank, count)?
+            };
             finish(list, sel.apply_inverted(rt, &View::List(&list.items)), true, rt, remove)
         }
         _ => Err(CdtError::Parameter("unknown list op code")),
     }
+}
+
+/// Whether a rank range's values come in Aerospike's heap order: on an unordered list, unless
+/// inverted (an inverted selection, like an ordered list's range, answers by position).
+fn heap_order(list: &ListVal, rt: ReturnSpec) -> bool {
+    !list.ordered() && !rt.inverted
 }
 
 fn single_return_type(args: &Args) -> Result<ReturnSpec, CdtError> {
@@ -238,7 +252,8 @@ fn finish(
     rt: ReturnSpec,
     remove: bool,
 ) -> Result<Option<Particle>, CdtError> {
-    // Aerospike answers a list remove by rank in index order.
+    // Aerospike answers a list remove by rank in index order (a heap-ordered range keeps its
+    // order: Aerospike reads removed values back the same way).
     let sel = if remove { sel.into_index_order() } else { sel };
     let result = build_result(View::List(&list.items), &sel, multi, rt)?;
     if remove {
@@ -581,11 +596,11 @@ mod tests {
         assert_eq!(ok(&base, 24, vec![i(0x10007), i(1), i(2)]).1, Some(l(vec![i(5), i(3), i(1)])));
         assert_eq!(ok(&base, 25, vec![i(7), i(2), i(6)]).1, Some(l(vec![i(5), i(3)])));
         assert_eq!(ok(&base, 25, vec![i(7), i(4)]).1, Some(l(vec![i(5), i(9)])));
-        assert_eq!(ok(&base, 26, vec![i(7), i(0), i(3)]).1, Some(l(vec![i(1), i(1), i(3)])));
+        assert_eq!(ok(&base, 26, vec![i(7), i(0), i(3)]).1, Some(l(vec![i(3), i(1), i(1)])));
         assert_eq!(ok(&base, 26, vec![i(3), i(-2)]).1, Some(l(vec![i(3), i(4)])));
         assert_eq!(ok(&base, 26, vec![i(1), i(-2)]).1, Some(l(vec![i(0), i(2)])));
-        // Ordered [0,4,5,9,11,15] examples from the client docs.
-        let o = l(vec![i(0), i(4), i(5), i(9), i(11), i(15)]);
+        // Ordered [0,4,5,9,11,15] examples from the client docs (op 0: set the order flag).
+        let o = ok(&l(vec![i(0), i(4), i(5), i(9), i(11), i(15)]), 0, vec![i(1)]).0.expect("ordered");
         assert_eq!(ok(&o, 27, vec![i(7), i(5), i(-1)]).1, Some(l(vec![i(4), i(5), i(9), i(11), i(15)])));
         assert_eq!(ok(&o, 27, vec![i(7), i(3), i(3)]).1, Some(l(vec![i(11), i(15)])));
         assert_eq!(ok(&o, 27, vec![i(7), i(3), i(-3), i(2)]).1, Some(l(vec![])));
@@ -620,8 +635,8 @@ mod tests {
     #[test]
     fn result_orders_follow_aerospike() {
         let base = l(vec![i(7), i(6), i(5), i(8), i(9), i(10)]);
-        // Get by rank range answers in rank order, remove by rank range in index order.
-        assert_eq!(ok(&base, 26, vec![i(7), i(0), i(3)]).1, Some(l(vec![i(5), i(6), i(7)])));
+        // Get and remove by rank range answer an unordered list's values in heap order.
+        assert_eq!(ok(&base, 26, vec![i(7), i(0), i(3)]).1, Some(l(vec![i(7), i(6), i(5)])));
         assert_eq!(
             ok(&base, 39, vec![i(7), i(0), i(3)]),
             (Some(l(vec![i(8), i(9), i(10)])), Some(l(vec![i(7), i(6), i(5)])))
@@ -636,6 +651,26 @@ mod tests {
         assert_eq!(ok(&pair, 23, vec![i(3), asked.clone()]).1, Some(l(vec![i(1), i(0)])));
         assert_eq!(ok(&pair, 23, vec![i(7), asked.clone()]).1, Some(pair.clone()));
         assert_eq!(ok(&pair, 36, vec![i(3), asked]), (Some(l(vec![])), Some(l(vec![i(1), i(0)]))));
+    }
+
+    #[test]
+    fn unordered_rank_ranges_answer_values_in_heap_order() {
+        // Value 7 (return type), rank ranges of [26, 27, 28, x] as Aerospike answers them.
+        let list = l(vec![i(26), i(27), i(28), i(3)]);
+        // Nearer the low end: highest rank first.
+        assert_eq!(ok(&list, 27, vec![i(7), i(26), i(0), i(2)]).1, Some(l(vec![i(27), i(26)])));
+        assert_eq!(ok(&list, 26, vec![i(7), i(0), i(3)]).1, Some(l(vec![i(27), i(26), i(3)])));
+        // Nearer the high end: lowest rank first.
+        assert_eq!(ok(&list, 27, vec![i(7), i(2), i(2), i(2)]).1, Some(l(vec![i(27), i(28)])));
+        assert_eq!(ok(&list, 26, vec![i(7), i(2)]).1, Some(l(vec![i(27), i(28)])));
+        // Removing answers the same way; ranks are ascending whatever the order.
+        let six = l(vec![i(7), i(6), i(5), i(8), i(9), i(10)]);
+        assert_eq!(ok(&six, 39, vec![i(7), i(0), i(3)]).1, Some(l(vec![i(7), i(6), i(5)])));
+        assert_eq!(ok(&six, 26, vec![i(3), i(0), i(3)]).1, Some(l(vec![i(0), i(1), i(2)])));
+        // An ordered list answers by position.
+        let (sorted, _) = ok(&list, 13, vec![i(0)]);
+        let ordered = ok(&sorted.expect("sorted"), 0, vec![i(1)]).0.expect("ordered");
+        assert_eq!(ok(&ordered, 26, vec![i(7), i(0), i(2)]).1, Some(l(vec![i(3), i(26)])));
     }
 
     #[test]

@@ -87,6 +87,9 @@ pub(crate) enum SelOrder {
     Value,
     /// By a list of values: values in index order, ranks in the order of the values asked for.
     ValueList,
+    /// A rank range of an unordered list: values in the order Aerospike's heap selection gives
+    /// them (see [`View::by_rank_heap`]), ranks ascending.
+    Heap,
 }
 
 /// Selected element positions, in result order.
@@ -192,6 +195,21 @@ impl<'a> View<'a> {
         Ok(Selection { idx, order: SelOrder::Index })
     }
 
+    /// Selects a rank range of an unordered list with its values in the order Aerospike answers
+    /// them. Aerospike picks the range with a heap built from the nearer end and reads the
+    /// picked elements back in the order the heap gave them up, reversed: from the low end
+    /// (a range starting no further from the lowest rank than it ends from the highest) the
+    /// values come highest rank first, from the high end lowest rank first.
+    pub(crate) fn by_rank_heap(&self, rank: i64, count: u64) -> Result<Selection, CdtError> {
+        let (start, c) = range_index(rank, count, self.len());
+        let mut sel = self.by_rank(rank, count, true)?;
+        if start <= self.len() - start - c {
+            sel.idx.reverse();
+        }
+        sel.order = SelOrder::Heap;
+        Ok(sel)
+    }
+
     /// Selects by rank: one element (out of range is NotApplicable) or a clamped range.
     pub(crate) fn by_rank(&self, rank: i64, count: u64, multi: bool) -> Result<Selection, CdtError> {
         let (start, c) = if multi {
@@ -242,6 +260,12 @@ impl<'a> View<'a> {
         let (start, count) = rel_index(rank, count, self.count_below(v));
         self.by_rank(start, count, true)
     }
+
+    /// [`Self::by_value_rel_rank`] on an unordered list, values as [`Self::by_rank_heap`] gives them.
+    pub(crate) fn by_value_rel_rank_heap(&self, v: &MsgValue, rank: i64, count: u64) -> Result<Selection, CdtError> {
+        let (start, count) = rel_index(rank, count, self.count_below(v));
+        self.by_rank_heap(start, count)
+    }
 }
 
 /// An integer result.
@@ -282,7 +306,7 @@ pub(crate) fn build_result(
                 }
             }
             let mut out: Vec<usize> = sel.idx.iter().filter_map(|&i| rank_of.get(i).copied()).collect();
-            if sel.order == SelOrder::Value {
+            if matches!(sel.order, SelOrder::Value | SelOrder::Heap) {
                 out.sort_unstable();
             }
             out
