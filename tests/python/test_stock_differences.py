@@ -1,6 +1,6 @@
 """Small behaviours of a stock Aerospike server that the official client's own suite checks:
 truncate argument checks, scans selecting bins, reads naming no bins, the order of an unordered
-list's rank-range values."""
+list's rank-range values, which of two errors a bit operation answers."""
 import time
 
 import aerospike
@@ -8,6 +8,7 @@ import pytest
 from aerospike import exception as ex
 from aerospike_helpers import cdt_ctx
 from aerospike_helpers.expressions import Eq, ListBin, ListGetByValueRelRankRange
+from aerospike_helpers.operations import bitwise_operations as bo
 from aerospike_helpers.operations import list_operations as lo
 
 NS = "test"
@@ -68,3 +69,15 @@ def test_unordered_list_rank_ranges_answer_values_as_aerospike_does(client):
     ctx = [cdt_ctx.cdt_ctx_list_index(1)]
     expr = Eq(ListGetByValueRelRankRange(ctx, aerospike.LIST_RETURN_VALUE, 26, 0, 2, ListBin("nested")), [27, 26])
     assert client.get(k, {"expressions": expr.compile()})[2]["l"] == [7, 6, 5, 8, 9, 10]
+
+
+def test_a_bit_range_past_the_bin_is_refused_before_a_short_operand(client):
+    k = (NS, "bit_order", 1)
+    client.put(k, {"b": bytearray(5)})
+    # 48 bits do not fit a 5-byte bin (26), though the 5-byte operand is also short.
+    with pytest.raises(ex.OpNotApplicable):
+        client.operate(k, [bo.bit_set("b", 0, 48, 6, bytearray([255] * 5), None)])
+    # 16 bits fit, but a 1-byte operand does not cover them (4).
+    with pytest.raises(ex.InvalidRequest):
+        client.operate(k, [bo.bit_set("b", 0, 16, 1, bytearray([255]), None)])
+    assert client.get(k)[2]["b"] == bytearray(5)

@@ -35,6 +35,9 @@ struct BitOp<'a> {
     /// The shift count, the integer operand or the scanned-for bit.
     value: u64,
     buf: &'a [u8],
+    /// The bytes operand holds fewer bits than the op's size: refused, but only once the
+    /// range is known to fit the bin (a range past the bin's end is refused first, as 26).
+    buf_short: bool,
     flags: u64,
     /// Resize flags or integer flags.
     subflags: u64,
@@ -88,7 +91,8 @@ fn parse<'a>(args: &'a OpArgs<'a>, modify_op: bool) -> Result<BitOp<'a>, Storage
     let param = StorageError::Parameter;
     let (slots, required) = signature(args.code, modify_op).ok_or(param("unknown bit op code for this op type"))?;
     args.count(required, slots.len())?;
-    let mut op = BitOp { code: args.code, offset: 0, size: 0, value: 0, buf: &[], flags: 0, subflags: 0 };
+    let mut op =
+        BitOp { code: args.code, offset: 0, size: 0, value: 0, buf: &[], buf_short: false, flags: 0, subflags: 0 };
     for (i, slot) in slots.iter().enumerate().take(args.args.len()) {
         match *slot {
             Slot::ByteOffset => {
@@ -137,9 +141,10 @@ fn parse<'a>(args: &'a OpArgs<'a>, modify_op: bool) -> Result<BitOp<'a>, Storage
             Slot::Buf => {
                 op.buf = args.bytes(i)?;
                 let bits = op.buf.len() as u64 * 8;
-                if op.buf.is_empty() || (op.size != 0 && bits < op.size) {
-                    return Err(param("bytes operand is empty or shorter than the bit size"));
+                if op.buf.is_empty() {
+                    return Err(param("bytes operand is empty"));
                 }
+                op.buf_short = op.size != 0 && bits < op.size;
                 if op.size == 0 {
                     op.size = bits;
                 }
@@ -321,6 +326,9 @@ fn modify(op: &mut BitOp<'_>, old: &[u8], size_limit_bytes: usize) -> Result<Bin
         _ => {
             if fit(op, len, true).is_none() {
                 return refuse(op, StorageError::OpNotApplicable("bit range reaches past the end of the bin"));
+            }
+            if op.buf_short {
+                return Err(StorageError::Parameter("bytes operand is shorter than the bit size"));
             }
             let (offset, size) = (op.offset as usize, op.size as usize);
             let mut v = old.to_vec();

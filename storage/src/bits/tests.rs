@@ -174,6 +174,20 @@ fn reads_past_the_end_are_not_applicable() {
     assert_eq!(modify_op(Some(&[0xff]), modify::NOT, &[int(4), int(8), partial]), Ok(Some(vec![0xf0])));
 }
 
+#[test]
+fn a_range_past_the_end_is_refused_before_a_short_operand() {
+    // As on Aerospike: 48 bits of a 5-byte bin do not fit (26) whatever the operand holds;
+    // 16 bits that fit with a 1-byte operand are a parameter error (4).
+    let five = [0u8; 5];
+    assert_eq!(
+        modify_op(Some(&five), modify::SET, &[int(0), int(48), buf(&[0xff; 5])]),
+        Err(ResultCode::OpNotApplicable)
+    );
+    assert_eq!(modify_op(Some(&five), modify::AND, &[int(0), int(48), buf(&[0; 5])]), Err(ResultCode::OpNotApplicable));
+    assert_eq!(modify_op(Some(&five), modify::SET, &[int(0), int(16), buf(&[0xff])]), Err(ResultCode::Parameter));
+    assert_eq!(modify_op(Some(&five), modify::OR, &[int(0), int(8), buf(&[])]), Err(ResultCode::Parameter));
+}
+
 /// What a range op leaves, by the model: `Err` for a refusal (no-fail handled by the caller).
 fn model_range(
     bits: &[bool],
