@@ -45,6 +45,7 @@ pub async fn handle(node: &Node, body: &[u8], out: &mut Vec<u8>) {
         if let (Some(cluster), true, "ok") = (node.cluster(), cluster_wide, value.as_str()) {
             let forwarded = match split_command(line) {
                 ("sindex-create" | "sindex-delete", rest) => crate::info_sindex::stamped_for_peers(node, line, rest),
+                ("udf-put" | "udf-remove", rest) => node.udfs.stamped_for_peers(line, rest),
                 _ => line.to_string(),
             };
             for (peer, answer) in cluster.info_on_peers(&forwarded).await {
@@ -138,6 +139,7 @@ fn answer(node: &Node, line: &str) -> String {
         "udf-list" => node.udfs.info_list(),
         "udf-get" => node.udfs.info_get(rest),
         "udf-remove" => node.udfs.info_remove(rest),
+        "udf-catalog" => node.udfs.catalog_answer(),
         "tip-clear" => match node.cluster() {
             Some(c) => {
                 c.tip_clear();

@@ -1,7 +1,7 @@
 //! Secondary-index info commands, with Aerospike's syntax and answers: `sindex-create`,
 //! `sindex-delete`, `sindex-list` (and plain `sindex`), `sindex/<ns>[/<name>]`,
 //! `sindex-stat`, `sindex-exists`, and `sindex-catalog` (the definitions with their stamps,
-//! [`crate::sindex_catalog`]). Creating and deleting run on every member of a cluster
+//! [`crate::catalog`]). Creating and deleting run on every member of a cluster
 //! ([`crate::info::handle`] forwards them, stamped); creating builds the index over the
 //! records already stored on a background thread, and `load_pct` says how far it got.
 
@@ -11,8 +11,8 @@ use base64::Engine as _;
 use petrel_storage::namespace::SindexCreated;
 use petrel_storage::sindex::{Collection, KeySpec, KeyType, Sindex, SindexDef};
 
+use crate::catalog::Change;
 use crate::node::Node;
-use crate::sindex_catalog::Change;
 
 /// Where a create or delete comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,7 +130,7 @@ fn create_from(node: &Node, rest: &str, origin: Origin) -> String {
         ) => return format!("ERROR:4:{e}"),
         Err(e) => return format!("ERROR:{}:{e}", e.result_code().code()),
     };
-    let change = Change { stamp_ms, create_args: Some(args_without_stamp(rest)) };
+    let change = Change { stamp_ms, definition: Some(args_without_stamp(rest)) };
     if let Err(e) = catalog.record(ns_name, name, change) {
         tracing::warn!(error = %e, "secondary index catalog not saved");
         return format!("ERROR:1:{e}");
@@ -176,7 +176,7 @@ fn delete_from(node: &Node, rest: &str, origin: Origin) -> String {
     if sns.ns.delete_sindex(name) {
         tracing::info!(namespace = ns_name, index = name, "secondary index deleted");
     }
-    if let Err(e) = catalog.record(ns_name, name, Change { stamp_ms, create_args: None }) {
+    if let Err(e) = catalog.record(ns_name, name, Change { stamp_ms, definition: None }) {
         tracing::warn!(error = %e, "secondary index catalog not saved");
         return format!("ERROR:1:{e}");
     }
@@ -192,20 +192,14 @@ pub(crate) fn stamped_for_peers(node: &Node, line: &str, rest: &str) -> String {
     let p = |k: &str| super::info::param(rest, k);
     let ns = p("ns").or_else(|| p("namespace")).unwrap_or_default();
     let name = p("indexname").unwrap_or_default();
-    let stamp = node
-        .sindex_catalog
-        .entries()
-        .into_iter()
-        .find(|((n, i), _)| n == ns && i == name)
-        .map_or(0, |(_, c)| c.stamp_ms);
-    format!("{line};stamp={stamp}")
+    format!("{line};stamp={}", node.sindex_catalog.stamp_of(ns, name))
 }
 
 /// Applies the saved catalog at start-up: every index defined when the node stopped is
 /// created again (and built over the records the node restored).
 pub(crate) fn restore(node: &Node) {
     for ((ns, name), change) in node.sindex_catalog.entries() {
-        if let Some(args) = &change.create_args {
+        if let Some(args) = &change.definition {
             let answer = create_from(node, args, Origin::Restore(change.stamp_ms));
             if answer != "ok" {
                 tracing::warn!(namespace = %ns, index = %name, %answer, "saved secondary index not restored");
@@ -215,29 +209,18 @@ pub(crate) fn restore(node: &Node) {
 }
 
 /// Pulls every peer's catalog and applies the changes later than this node's (a node that
-/// joined or was away catches up; see [`crate::sindex_catalog`]).
+/// joined or was away catches up; see [`crate::catalog`]).
 pub(crate) async fn pull_from_peers(node: &Node) {
-    let Some(cluster) = node.cluster() else { return };
-    for (peer, answer) in cluster.info_on_peers("sindex-catalog").await {
-        if answer.starts_with("ERROR") {
-            tracing::debug!(peer = %format!("{peer:X}"), %answer, "peer's index catalog not read");
+    for ((ns, name), change) in crate::catalog::peer_entries(node, "sindex-catalog").await {
+        if !node.sindex_catalog.is_later(&ns, &name, change.stamp_ms) || node.namespace(ns.as_bytes()).is_none() {
             continue;
         }
-        for entry in answer.split(';').filter(|e| !e.is_empty()) {
-            let Some(((ns, name), change)) = crate::sindex_catalog::parse_entry(entry) else {
-                tracing::warn!(%entry, "malformed index catalog entry from a peer");
-                continue;
-            };
-            if !node.sindex_catalog.is_later(&ns, &name, change.stamp_ms) || node.namespace(ns.as_bytes()).is_none() {
-                continue;
-            }
-            let origin = Origin::Peer(change.stamp_ms);
-            let result = match &change.create_args {
-                Some(args) => create_from(node, args, origin),
-                None => delete_from(node, &format!("ns={ns};indexname={name}"), origin),
-            };
-            tracing::info!(namespace = %ns, index = %name, %result, "index catalog change taken from a peer");
-        }
+        let origin = Origin::Peer(change.stamp_ms);
+        let result = match &change.definition {
+            Some(args) => create_from(node, args, origin),
+            None => delete_from(node, &format!("ns={ns};indexname={name}"), origin),
+        };
+        tracing::info!(namespace = %ns, index = %name, %result, "index catalog change taken from a peer");
     }
 }
 

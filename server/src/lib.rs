@@ -3,6 +3,7 @@
 //! latency histograms ([`latency`]). The command line is [`cli`]; the binary in
 //! `main.rs` only calls it.
 
+pub mod catalog;
 pub mod cli;
 pub mod client_counters;
 pub mod cmd;
@@ -15,7 +16,6 @@ mod info_sindex;
 pub mod latency;
 pub mod node;
 pub mod service;
-pub mod sindex_catalog;
 pub mod udf;
 
 use std::future::Future;
@@ -61,7 +61,7 @@ pub async fn run(mut config: config::Config, shutdown: impl std::future::Future<
         Some(tokio::spawn(http::serve(Arc::clone(&node), l, stop_rx.clone())))
     };
     let catalog_pull =
-        node.cluster().is_some().then(|| tokio::spawn(pull_sindex_catalogs(Arc::clone(&node), stop_rx.clone())));
+        node.cluster().is_some().then(|| tokio::spawn(pull_catalogs(Arc::clone(&node), stop_rx.clone())));
     let server = tokio::spawn(service::serve(Arc::clone(&node), listener, stop_rx));
     shutdown.await;
     if let Some(c) = node.cluster() {
@@ -110,12 +110,15 @@ async fn leave_cluster(cluster: &ClusterNode, grace_secs: u64) {
     }
 }
 
-/// Every second, takes the index-catalog changes peers hold and this node does not.
-async fn pull_sindex_catalogs(node: Arc<node::Node>, mut stop: watch::Receiver<bool>) {
+/// Every second, takes the index and UDF catalog changes peers hold and this node does not.
+async fn pull_catalogs(node: Arc<node::Node>, mut stop: watch::Receiver<bool>) {
     const PULL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(PULL_INTERVAL) => info_sindex::pull_from_peers(&node).await,
+            _ = tokio::time::sleep(PULL_INTERVAL) => {
+                info_sindex::pull_from_peers(&node).await;
+                udf::sync::pull_from_peers(&node).await;
+            }
             _ = stop.changed() => return,
         }
     }

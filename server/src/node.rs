@@ -79,7 +79,7 @@ pub struct Node {
     defragmenters: parking_lot::Mutex<Vec<Defragmenter>>,
     cluster: OnceLock<Arc<ClusterNode>>,
     /// Secondary-index definitions, cluster-wide and saved in the data directory.
-    pub sindex_catalog: crate::sindex_catalog::Catalog,
+    pub sindex_catalog: crate::catalog::Catalog,
     /// Background scans and queries with write ops.
     pub jobs: crate::cmd::background::Jobs,
     /// Registered Lua UDF modules.
@@ -135,7 +135,7 @@ impl Node {
         if let Some(dir) = catalog_path.as_ref().and_then(|p| p.parent()) {
             std::fs::create_dir_all(dir).map_err(|e| format!("service.data_dir: {}: {e}", dir.display()))?;
         }
-        let sindex_catalog = crate::sindex_catalog::Catalog::open(catalog_path)?;
+        let sindex_catalog = crate::catalog::Catalog::open(catalog_path)?;
         Ok(Node {
             sindex_catalog,
             jobs: Default::default(),

@@ -4,6 +4,7 @@ import socket
 import subprocess
 import time
 
+import aerospike
 import pytest
 
 
@@ -57,8 +58,17 @@ def start_cluster(first_ip, count, cluster_name, procs):
 def wait_cluster_stable(client, size, timeout_secs=30):
     """Returns once `client` sees `size` nodes and every node answers `cluster-stable`."""
     deadline = time.monotonic() + timeout_secs
-    while len(client.get_nodes()) < size or any(v[1] != "" and "ERROR" in v[1] for v in
-                                                client.info_all(f"cluster-stable:size={size}").values()):
+
+    def stable():
+        if len(client.get_nodes()) < size:
+            return False
+        try:
+            answers = client.info_all(f"cluster-stable:size={size}").values()
+        except aerospike.exception.ServerError:  # a node answering "unstable-cluster"
+            return False
+        return not any(v[1] != "" and "ERROR" in v[1] for v in answers)
+
+    while not stable():
         assert time.monotonic() < deadline, "cluster not stable"
         time.sleep(0.2)
 

@@ -2,7 +2,8 @@
 does not compile is refused), listing and reading modules back, apply with arguments and
 return values of every shape, bins set and removed, records created and removed, errors as
 UDFError with the message, and a background scan UDF over a set; and on a 3-node cluster, a
-module registered through one node runs on records mastered by every node."""
+module registered through one node runs on records mastered by every node, a node that joins
+later takes the module from its peers, and a removal reaches every member for good."""
 import os
 import time
 
@@ -10,7 +11,7 @@ import aerospike
 import pytest
 from aerospike import exception as ex
 
-from conftest import start_cluster, stop_all, wait_cluster_stable
+from conftest import free_port, spawn_cluster_node, start_cluster, stop_all, wait_cluster_stable, wait_port
 
 NS, SET = "test", "udf"
 MODULE = os.path.join(os.path.dirname(__file__), "udf", "petrel_test_udf.lua")
@@ -95,6 +96,17 @@ def test_background_scan_udf_updates_every_record(client, registered):
     assert sorted(client.get(k)[2]["n"] for k in keys) == [1000 + i for i in range(50)]
 
 
+def wait_for_modules(c, nodes, present, timeout_secs=15):
+    """Waits until each of `nodes` nodes lists the test module (or none does)."""
+    deadline = time.monotonic() + timeout_secs
+    while True:
+        lists = {name: text for name, (_, text) in c.info_all("udf-list").items()}
+        if len(lists) == nodes and all(("petrel_test_udf.lua" in t) == present for t in lists.values()):
+            return
+        assert time.monotonic() < deadline, lists
+        time.sleep(0.2)
+
+
 def test_a_module_registered_on_one_node_runs_on_every_node(tmp_path):
     procs = []
     try:
@@ -109,6 +121,19 @@ def test_a_module_registered_on_one_node_runs_on_every_node(tmp_path):
             assert [c.get(k)[2]["n"] for k in keys] == list(range(60))
             lists = {name: text for name, (_, text) in c.info_all("udf-list").items()}
             assert len(lists) == 3 and all("petrel_test_udf.lua" in t for t in lists.values()), lists
+            # A node that joins later takes the module from its peers and runs it.
+            joiner = (f"127.0.0.{40 + 3}", free_port(), free_port(), free_port())
+            procs.append(spawn_cluster_node(joiner, f"{specs[0][0]}:{specs[0][3]}", "udf-test"))
+            wait_port(joiner[0], joiner[1], procs[-1], time.monotonic() + 30)
+            wait_cluster_stable(c, 4)
+            wait_for_modules(c, 4, present=True)
+            results = [c.apply(k, "petrel_test_udf", "bump", ["n", 1]) for k in keys]
+            assert results == [i + 1 for i in range(60)]
+            # A removal reaches every member, and none brings the module back.
+            c.udf_remove("petrel_test_udf.lua")
+            wait_for_modules(c, 4, present=False)
+            time.sleep(2.5)
+            wait_for_modules(c, 4, present=False)
         finally:
             c.close()
     finally:
