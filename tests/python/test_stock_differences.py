@@ -1,6 +1,6 @@
 """Small behaviours of a stock Aerospike server that the official client's own suite checks:
 truncate argument checks, scans selecting bins, reads naming no bins, the order of an unordered
-list's rank-range values, which of two errors a bit operation answers."""
+list's rank-range values, which of two errors a bit operation answers, read-touch."""
 import time
 
 import aerospike
@@ -81,3 +81,22 @@ def test_a_bit_range_past_the_bin_is_refused_before_a_short_operand(client):
     with pytest.raises(ex.InvalidRequest):
         client.operate(k, [bo.bit_set("b", 0, 16, 1, bytearray([255]), None)])
     assert client.get(k)[2]["b"] == bytearray(5)
+
+
+def test_read_touch_resets_the_ttl_near_the_end_of_life(client):
+    # Aerospike 7.1's read_touch_ttl_percent: a read within that percentage of the TTL of the
+    # last write from the record's end of life touches it (a write: generation + 1, TTL anew).
+    k = (NS, "read_touch", 1)
+    client.put(k, {"a": 1}, meta={"ttl": 100})
+    time.sleep(1.2)
+    # 1 %: not within the last second of 100 s; -1: never.
+    client.get(k, {"read_touch_ttl_percent": 1})
+    client.get(k, {"read_touch_ttl_percent": -1})
+    assert client.get(k)[1]["gen"] == 1
+    # 100 %: any read touches, and the TTL starts again from now.
+    client.get(k, {"read_touch_ttl_percent": 100})
+    _, meta, bins = client.get(k)
+    assert meta["gen"] == 2 and 99 <= meta["ttl"] <= 100 and bins == {"a": 1}
+    # Batch rows and operates ask for it the same way.
+    client.batch_read([k], policy={"read_touch_ttl_percent": 100})
+    assert client.get(k)[1]["gen"] == 3

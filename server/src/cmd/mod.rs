@@ -17,6 +17,7 @@ mod batch;
 mod delete;
 mod index_query;
 mod read;
+mod read_touch;
 mod replicate;
 mod request;
 mod scan;

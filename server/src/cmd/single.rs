@@ -15,7 +15,7 @@ use petrel_storage::exp::Program;
 
 use super::answer::{self, CmdError};
 use super::request::{Kind, Single};
-use super::{delete, read, udf, write};
+use super::{delete, read, read_touch, udf, write};
 use crate::client_counters::RequestKind;
 use crate::latency::LatencyKind;
 use crate::node::Node;
@@ -146,8 +146,12 @@ async fn execute(node: &Node, single: &Single<'_, '_>, out: &mut Vec<u8>, row_in
         Kind::Delete => delete::apply(node, single, out, row_index).await,
         Kind::Udf => udf::apply(node, single, out, row_index).await,
     };
-    if let Err(e) = result {
-        answer::error(out, &e, row_index);
+    match result {
+        Err(e) => answer::error(out, &e, row_index),
+        Ok(()) if matches!(single.kind, Kind::Read | Kind::Exists | Kind::ReadOps) => {
+            read_touch::after_read(node, single).await;
+        }
+        Ok(()) => {}
     }
     let kind = match (single.is_write(), batch_row) {
         _ if single.kind == Kind::Udf => LatencyKind::Udf,

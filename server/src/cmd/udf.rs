@@ -130,7 +130,7 @@ pub(crate) fn ttl_left(ns: &petrel_storage::Namespace, meta: RecordMeta) -> i64 
     }
 }
 
-fn header_fields(single: &Single<'_, '_>, buf: &mut Vec<u8>) {
+pub(crate) fn header_fields(single: &Single<'_, '_>, buf: &mut Vec<u8>) {
     write_field(buf, FieldType::Namespace as u8, single.sns.ns.name().as_bytes());
     if !single.set.is_empty() {
         write_field(buf, FieldType::Set as u8, single.set);
@@ -141,7 +141,7 @@ fn header_fields(single: &Single<'_, '_>, buf: &mut Vec<u8>) {
     }
 }
 
-fn n_fields(single: &Single<'_, '_>) -> u16 {
+pub(crate) fn n_fields(single: &Single<'_, '_>) -> u16 {
     2 + u16::from(!single.set.is_empty()) + u16::from(single.key().is_some())
 }
 
