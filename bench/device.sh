@@ -1,24 +1,33 @@
 #!/usr/bin/env bash
 # The flash store on this machine: raw sequential write speed of the file system (dd with
 # fdatasync) against sustained insert throughput into a device namespace; DRAM per record
-# with the data on the device; cold-restart time (SIGKILL, then start on the same data); and
-# the mixed workload (50 % reads, 50 % updates) on the device namespace beside a memory one.
+# with the data on the device; cold restart (SIGKILL, then start on the same data) and fast
+# restart (SIGTERM saves the state, then start); the mixed workload (50 % reads, 50 %
+# updates) on the device namespace beside a memory one; reads right after the data file's
+# pages were evicted from the page cache (cold cache).
+# With --restart-only (for sizes a memory namespace would not hold here, e.g. 10 M records):
+# insert, then the two restarts alone.
 #
-# Usage: bench/device.sh [--keys N] [--value-bytes B] [--seconds S]
+# Usage: bench/device.sh [--keys N] [--value-bytes B] [--seconds S] [--file-bytes N] [--restart-only]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 KEYS=1000000
 VALUE=1000
 SECONDS_RUN=20
+FILE_BYTES=4294967296
+RESTART_ONLY=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --keys) KEYS=$2; shift 2 ;;
     --value-bytes) VALUE=$2; shift 2 ;;
     --seconds) SECONDS_RUN=$2; shift 2 ;;
-    *) echo "usage: $0 [--keys N] [--value-bytes B] [--seconds S]" >&2; exit 2 ;;
+    --file-bytes) FILE_BYTES=$2; shift 2 ;;
+    --restart-only) RESTART_ONLY=1; shift ;;
+    *) echo "usage: $0 [--keys N] [--value-bytes B] [--seconds S] [--file-bytes N] [--restart-only]" >&2; exit 2 ;;
   esac
 done
+export PETREL_NAMESPACE__TEST__FILE_SIZE=$FILE_BYTES
 
 cargo build --release --locked -q -p petrel-server -p petrel-bench
 BENCH=target/release/petrel-bench
@@ -49,6 +58,25 @@ LOAD_OPS=$(json "$WORK/load.json" "round(d['ops']['write']['ops_per_sec'])")
 WRITE_MBS=$(python3 -c "print(round($LOAD_OPS * ($VALUE + 80) / 1e6, 1))")
 INDEX=$(stat_of "$PORT" index_used_bytes)
 OBJECTS=$(stat_of "$PORT" objects)
+restart_ms() { grep "namespace restored" "$WORK/petreld.log" | tail -1 | sed -n 's/.* ms=\([0-9]*\).*/\1/p'; }
+if [ "$RESTART_ONLY" = 1 ]; then
+  echo "cold restart: SIGKILL, then start on the same data" >&2
+  kill -9 "$PID"; wait "$PID" 2>/dev/null || true
+  T0=$(date +%s%N); start; T1=$(date +%s%N)
+  echo "fast restart: SIGTERM (the state saved), then start on the same data" >&2
+  kill -TERM "$PID"; wait "$PID" 2>/dev/null || true
+  T2=$(date +%s%N); start; T3=$(date +%s%N)
+  echo "insert into the device namespace:  $LOAD_OPS records/s, $WRITE_MBS MB/s of records ($(python3 -c "print(round($WRITE_MBS / $RAW_MBS, 2))")x raw $RAW_MBS MB/s)"
+  echo "DRAM for the index:                $(python3 -c "print(round($INDEX / max($OBJECTS, 1), 1))") bytes per record ($OBJECTS records)"
+  echo "cold restart:                      $(python3 -c "print(round(($T1 - $T0) / 1e9, 2))") s to serving"
+  echo "fast restart of $(stat_of "$PORT" objects) records: $(python3 -c "print(round(($T3 - $T2) / 1e9, 2))") s to serving ($(restart_ms) ms loading the saved state)"
+  exit 0
+fi
+echo "reads with a cold cache: the data file's pages evicted (fsync, then POSIX_FADV_DONTNEED)" >&2
+for f in $(find "$WORK/data" -name '*.dat'); do
+  python3 -c "import os,sys; fd=os.open(sys.argv[1], os.O_RDONLY); os.fsync(fd); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)" "$f"
+done
+"$BENCH" -h "127.0.0.1:$PORT" -w RU,100 -k "$KEYS" -o "B$VALUE" -z 64 -t 5 --output-json "$WORK/cold.json" >"$WORK/cold.out" 2>&1
 echo "mixed workload on the device namespace" >&2
 "$BENCH" -h "127.0.0.1:$PORT" -w RU,50 -k "$KEYS" -o "B$VALUE" -z 64 -t "$SECONDS_RUN" --output-json "$WORK/mix_device.json" >"$WORK/mix.out" 2>&1
 CACHE=$(stat_of "$PORT" cache_read_pct)
@@ -58,8 +86,14 @@ kill -9 "$PID"; wait "$PID" 2>/dev/null || true
 T0=$(date +%s%N)
 start
 T1=$(date +%s%N)
-RESTORED=$(grep "namespace restored" "$WORK/petreld.log" | tail -1)
+COLD_MS=$(restart_ms)
 RESTORED_OBJECTS=$(stat_of "$PORT" objects)
+echo "fast restart: SIGTERM (the state saved), then start on the same data" >&2
+kill -TERM "$PID"; wait "$PID" 2>/dev/null || true
+T2=$(date +%s%N)
+start
+T3=$(date +%s%N)
+FAST_OBJECTS=$(stat_of "$PORT" objects)
 kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""
 
 echo "the same mixed workload on a memory namespace" >&2
@@ -74,7 +108,9 @@ cat <<EOF
 raw sequential write (dd, 1 GiB, fdatasync):   $RAW_MBS MB/s
 insert into the device namespace:              $LOAD_OPS records/s, $WRITE_MBS MB/s of records ($(python3 -c "print(round($WRITE_MBS / $RAW_MBS, 2))")x raw)
 DRAM for the index:                            $(python3 -c "print(round($INDEX / max($OBJECTS, 1), 1))") bytes per record ($OBJECTS records)
-cold restart of $RESTORED_OBJECTS records:     $(python3 -c "print(round(($T1 - $T0) / 1e9, 2))") s to serving ($(echo "$RESTORED" | sed -n 's/.* ms=\([0-9]*\).*/\1/p') ms rebuilding the index)
+cold restart of $RESTORED_OBJECTS records:     $(python3 -c "print(round(($T1 - $T0) / 1e9, 2))") s to serving ($COLD_MS ms rebuilding the index)
+fast restart of $FAST_OBJECTS records:     $(python3 -c "print(round(($T3 - $T2) / 1e9, 2))") s to serving ($(restart_ms) ms loading the saved state)
+reads, cold cache (first 5 s):                 $(json "$WORK/cold.json" "round(d['ops']['read']['ops_per_sec'])") reads/s, p50 $(json "$WORK/cold.json" "d['ops']['read']['latency_us']['50']") us, p99 $(json "$WORK/cold.json" "d['ops']['read']['latency_us']['99']") us
 mixed 50/50, device namespace:                 $D_OPS ops/s, read p50 $(json "$WORK/mix_device.json" "d['ops']['read']['latency_us']['50']") us, p99 $(json "$WORK/mix_device.json" "d['ops']['read']['latency_us']['99']") us; $CACHE% of reads from the block cache
 mixed 50/50, memory namespace:                 $M_OPS ops/s ($(python3 -c "print(round($D_OPS / max($M_OPS, 1), 2))")x device/memory)
 EOF

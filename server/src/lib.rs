@@ -80,6 +80,7 @@ pub async fn run(mut config: config::Config, shutdown: impl std::future::Future<
         c.stop().await;
     }
     node.stop_supervisors();
+    node.save_snapshots();
     tracing::info!("stopped");
     Ok(())
 }

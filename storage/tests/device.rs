@@ -166,6 +166,7 @@ fn random_operations_and_restarts_match_a_model() {
     for restart in 0..6 {
         let (ns, summary) = open(&dir, 2, &clock);
         assert_eq!(summary.records as usize, model.len(), "after restart {restart}");
+        assert_eq!(summary.fast, restart % 2 == 1, "restart {restart} fast or cold as its shutdown");
         for (k, v) in &model {
             assert_eq!(get(&ns, key(*k)).map(|g| g.0).as_ref(), Some(v), "key {k} after restart {restart}");
         }
@@ -189,7 +190,94 @@ fn random_operations_and_restarts_match_a_model() {
         for k in 0..300 {
             assert_eq!(get(&ns, key(k)).map(|g| g.0), model.get(&k).cloned(), "key {k} before restart {restart}");
         }
+        // Every other restart is a fast one, from the state saved at a clean shutdown.
+        if restart % 2 == 0 {
+            ns.save_snapshot().expect("state saved");
+        }
     }
+}
+
+#[test]
+fn a_fast_restart_loads_the_saved_state_once_and_matches_a_cold_one() {
+    let dir = Dir::new("fast");
+    let clock = Arc::new(ManualClock::new(START_MS));
+    {
+        let (ns, _) = open(&dir, 2, &clock);
+        for i in 0..400 {
+            put(&ns, key(i), &vec![i as u8; 200 + i as usize], Ttl::NamespaceDefault).expect("put");
+        }
+        for i in 0..50 {
+            ns.delete(&key(i), GenerationPolicy::None).expect("delete");
+        }
+        put(&ns, key(1000), b"short-lived", Ttl::Secs(10)).expect("ttl");
+        ns.truncate(Some(b"demo"), Some(START_MS - 1)).expect("truncate");
+        let saved = ns.save_snapshot().expect("saved");
+        assert_eq!(saved.records, 351);
+        // Closed for writes once saved: nothing can make the saved state stale.
+        assert!(put(&ns, key(5000), b"late", Ttl::NamespaceDefault).is_err());
+    }
+    clock.advance_ms(20_000);
+    let check = |ns: &Namespace| {
+        for i in 0..50 {
+            assert_eq!(get(ns, key(i)), None, "deleted record {i} came back");
+        }
+        for i in 50..400 {
+            assert_eq!(get(ns, key(i)), Some((vec![i as u8; 200 + i as usize], 1)), "record {i}");
+        }
+        assert_eq!(get(ns, key(1000)), None, "an expired record came back");
+    };
+    let (ns, summary) = open(&dir, 2, &clock);
+    assert!(summary.fast, "{summary:?}");
+    assert_eq!(summary.records, 350);
+    check(&ns);
+    // Writes and defragmentation go on; the next (cold) restart finds them all.
+    put(&ns, key(7000), b"after", Ttl::NamespaceDefault).expect("put after a fast restart");
+    ns.defrag(64).expect("defrag");
+    drop(ns);
+    let (ns, summary) = open(&dir, 2, &clock);
+    assert!(!summary.fast, "the saved state is used once");
+    assert_eq!(summary.records, 351);
+    check(&ns);
+    assert_eq!(get(&ns, key(7000)), Some((b"after".to_vec(), 1)));
+}
+
+#[test]
+fn a_stale_or_damaged_saved_state_is_not_used() {
+    let dir = Dir::new("stale");
+    let clock = Arc::new(ManualClock::new(START_MS));
+    let saved_path = dir.0.join("f0.dat.snapshot");
+    {
+        let (ns, _) = open(&dir, 1, &clock);
+        for i in 0..100 {
+            put(&ns, key(i), &[1u8; 500], Ttl::NamespaceDefault).expect("put");
+        }
+        ns.save_snapshot().expect("saved");
+    }
+    let old_state = std::fs::read(&saved_path).expect("the saved state");
+    {
+        let (ns, summary) = open(&dir, 1, &clock);
+        assert!(summary.fast);
+        for i in 100..200 {
+            put(&ns, key(i), &[2u8; 500], Ttl::NamespaceDefault).expect("put");
+        }
+    }
+    // The old state put back after the store changed: not used, nothing lost.
+    std::fs::write(&saved_path, &old_state).expect("put back");
+    let (ns, summary) = open(&dir, 1, &clock);
+    assert!(!summary.fast, "a stale state was loaded");
+    assert_eq!(summary.records, 200);
+    assert!(!saved_path.exists());
+    ns.save_snapshot().expect("saved");
+    drop(ns);
+    // A damaged state: not used either.
+    let mut bytes = std::fs::read(&saved_path).expect("the saved state");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&saved_path, &bytes).expect("damage");
+    let (ns, summary) = open(&dir, 1, &clock);
+    assert!(!summary.fast, "a damaged state was loaded");
+    assert_eq!(summary.records, 200);
+    assert_eq!(get(&ns, key(150)), Some((vec![2u8; 500], 1)));
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The flash store through a real `petreld`: started with only `--data-dir`, namespace `test`
 //! lives on a file there; records written, updated and deleted through the client come back
-//! exactly after the process is SIGKILLed and started again on the same directory.
+//! exactly after the process is SIGKILLed and started again on the same directory (a cold
+//! restart), and again after a SIGTERM and a start from the state it saved (a fast restart).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -74,12 +75,26 @@ fn records_updates_and_deletes_survive_sigkill_and_restart() {
 
     // No clean shutdown: the process dies with whatever it had in memory.
     node.kill9();
+    let mut node = Petreld::start_at(&petreld_path!(), addr, &["--data-dir", &data_dir], &[]);
+    check_all(&rt, addr, "a cold restart");
+    // A clean shutdown saves the state; the next start loads it, once.
+    let saved = dir.0.join("test.dat.snapshot");
+    assert!(!saved.exists());
+    node.terminate(std::time::Duration::from_secs(20)).expect("a clean exit");
+    assert!(saved.exists(), "SIGTERM saved no state");
     let node = Petreld::start_at(&petreld_path!(), addr, &["--data-dir", &data_dir], &[]);
+    assert!(!saved.exists(), "the saved state was not used up");
+    check_all(&rt, addr, "a fast restart");
+    drop(node);
+}
+
+/// Every record as `expected` says, and the counts, on the node at `addr`.
+fn check_all(rt: &tokio::runtime::Runtime, addr: std::net::SocketAddr, after: &str) {
     let ns = info(addr, "namespace/test");
     let number =
         |k: &str| -> u64 { stat(&ns, k).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{k} in {ns}")) };
-    assert_eq!(number("objects"), RECORDS - RECORDS / 10);
-    assert_eq!(number("tombstones"), RECORDS / 10, "every delete left a tombstone");
+    assert_eq!(number("objects"), RECORDS - RECORDS / 10, "after {after}");
+    assert_eq!(number("tombstones"), RECORDS / 10, "every delete left a tombstone, after {after}");
     assert!(number("device_used_bytes") > 0);
     let wrong: Vec<u64> = rt.block_on(async {
         let c = Arc::new(client(addr).await);
@@ -100,13 +115,7 @@ fn records_updates_and_deletes_survive_sigkill_and_restart() {
             .collect()
             .await
     });
-    assert!(
-        wrong.is_empty(),
-        "{} records wrong after the restart, e.g. {:?}",
-        wrong.len(),
-        &wrong[..wrong.len().min(5)]
-    );
-    drop(node);
+    assert!(wrong.is_empty(), "{} records wrong after {after}, e.g. {:?}", wrong.len(), &wrong[..wrong.len().min(5)]);
 }
 
 mod crash {

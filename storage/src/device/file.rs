@@ -37,6 +37,8 @@ struct FileState {
     free: VecDeque<u32>,
     /// Sealed blocks, newest last: (block index, bytes).
     recent: VecDeque<(u32, Arc<[u8]>)>,
+    /// Closed for appends (the store's state was saved for a fast restart).
+    closed: bool,
 }
 
 /// One file of the store.
@@ -82,6 +84,20 @@ impl DeviceFile {
     /// After a restore: block `b` holds records of `sequence`.
     pub fn mark_used(&self, b: u32, sequence: u64) {
         self.sequences[b as usize].store(sequence, Ordering::Relaxed);
+    }
+
+    /// Closes the file for appends, for good: what it holds stays as it is.
+    pub fn close_for_writes(&self) {
+        self.state.lock().closed = true;
+    }
+
+    /// Reads block `b`'s header: its sequence when it is a block of this file's store in use.
+    pub fn header_sequence(&self, b: u32) -> std::io::Result<Option<u64>> {
+        let mut head = [0u8; BLOCK_HEADER_LEN];
+        self.file.read_at(&mut head, b as u64 * self.block_bytes as u64)?;
+        Ok(BlockHeader::read(&head)
+            .filter(|h| h.store_id == self.store_id && h.file_index == self.index as u32)
+            .map(|h| h.sequence))
     }
 
     pub fn add_live(&self, b: u32, bytes: u32) {
@@ -149,6 +165,9 @@ impl DeviceFile {
         }
         let io_error = |e: std::io::Error| StorageError::Device(e.to_string());
         let mut st = self.state.lock();
+        if st.closed {
+            return Err(StorageError::Device("the store is closed for writes".into()));
+        }
         let fits = st.open.as_ref().is_some_and(|o| o.bytes.len() + len <= self.block_bytes);
         if !fits {
             if st.free.len() <= reserve_free {

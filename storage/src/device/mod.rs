@@ -13,7 +13,7 @@
 pub mod format;
 pub mod medium;
 
-mod file;
+pub(crate) mod file;
 
 use std::fs::OpenOptions;
 use std::path::PathBuf;
@@ -27,7 +27,7 @@ use parking_lot::{Condvar, Mutex};
 use crate::engine::ImageMeta;
 use crate::location::{DeviceAddr, Location};
 use crate::StorageError;
-use file::DeviceFile;
+pub(crate) use file::DeviceFile;
 use format::{BlockHeader, FileHeader, RecordHeader, RecordView, BLOCK_HEADER_LEN, FILE_HEADER_LEN};
 use medium::Medium;
 
@@ -209,6 +209,28 @@ impl DeviceEngine {
             counters: DeviceCounters::default(),
             flusher: Mutex::new(None),
         })
+    }
+
+    /// Where the state saved for a fast restart lives: beside the first file.
+    pub fn snapshot_path(&self) -> PathBuf {
+        let mut name = self.config.files[0].path.clone().into_os_string();
+        name.push(".snapshot");
+        PathBuf::from(name)
+    }
+
+    /// Closes every file for appends: after this the store's content no longer changes.
+    pub fn close_for_writes(&self) {
+        for f in self.files.iter() {
+            f.close_for_writes();
+        }
+    }
+
+    pub(crate) fn files(&self) -> &[DeviceFile] {
+        &self.files
+    }
+
+    pub(crate) fn next_sequence(&self) -> &AtomicU64 {
+        &self.next_sequence
     }
 
     pub fn config(&self) -> &DeviceConfig {

@@ -1,5 +1,6 @@
-//! A namespace stored on devices: opening it (the cold restart that rebuilds the index from
-//! the device store) and defragmentation (rewriting the records still current in sparse
+//! A namespace stored on devices: opening it (the fast restart from the state saved at a clean
+//! shutdown, see [`super::snapshot`], else the cold restart that rebuilds the index from the
+//! device store) and defragmentation (rewriting the records still current in sparse
 //! blocks, so that those blocks can be used again).
 
 use std::sync::atomic::Ordering;
@@ -22,6 +23,8 @@ pub struct RestoreSummary {
     /// Copies dropped: older versions, expired or deleted records.
     pub dropped: u64,
     pub tombstones: u64,
+    /// Loaded from the state saved at a clean shutdown rather than read from the blocks.
+    pub fast: bool,
 }
 
 impl Namespace<Engine> {
@@ -58,7 +61,15 @@ impl Namespace<Engine> {
         clock: Arc<dyn Clock>,
     ) -> Result<(Self, RestoreSummary), String> {
         let ns = Namespace::new(config, Engine::Device(engine), clock)?;
-        let summary = ns.restore()?;
+        let summary = match ns.load_snapshot()? {
+            Some(saved) => RestoreSummary {
+                scan: ScanSummary { blocks: saved.blocks, records: saved.records, damaged: 0 },
+                records: ns.counters.objects.load(Ordering::Relaxed),
+                fast: true,
+                ..Default::default()
+            },
+            None => ns.restore()?,
+        };
         ns.device().expect("a device namespace").start()?;
         Ok((ns, summary))
     }

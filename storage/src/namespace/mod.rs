@@ -9,7 +9,9 @@
 //!
 //! The operations live one concern a file: `config` (settings), `sets` (set names and ids),
 //! `read` (read, exists), `operate` (operate, delete) over the bin-op engine in `bin_ops`,
-//! `copies` (records from other nodes), `filter` (filter expressions on a locked record), `scan`, `truncate`, `stats`. Their public types are
+//! `copies` (records from other nodes), `filter` (filter expressions on a locked record), `scan`,
+//! `truncate`, `stats`, `snapshot` (the state a device namespace saves for a fast restart).
+//! Their public types are
 //! re-exported here, so every path is `petrel_storage::namespace::Name`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -35,6 +37,7 @@ mod query;
 mod read;
 mod scan;
 mod sets;
+mod snapshot;
 mod stats;
 mod truncate;
 
@@ -45,6 +48,7 @@ pub use operate::OperateOutcome;
 pub use query::SindexCreated;
 pub use scan::{ScanProgress, ScanRecord};
 pub use sets::SETS_MAX;
+pub use snapshot::SnapshotSummary;
 pub use stats::{NamespaceStats, SetStats};
 
 use sets::SetTable;
