@@ -28,7 +28,7 @@ use crate::engine::ImageMeta;
 use crate::location::{DeviceAddr, Location};
 use crate::StorageError;
 pub(crate) use file::DeviceFile;
-use format::{BlockHeader, FileHeader, RecordHeader, RecordView, BLOCK_HEADER_LEN, FILE_HEADER_LEN};
+use format::{FileHeader, RecordHeader, RecordView, BLOCK_HEADER_LEN, FILE_HEADER_LEN};
 use medium::Medium;
 
 /// One file of a store and its size.
@@ -241,27 +241,64 @@ impl DeviceEngine {
     /// that a later record of a digest comes after an earlier one. Blocks of other stores,
     /// and records after a torn or corrupt one in a block, are skipped (counted in the
     /// result).
-    pub fn scan(&self, mut f: impl FnMut(ScannedRecord<'_>)) -> Result<ScanSummary, String> {
-        let block = self.config.write_block_bytes;
+    pub fn scan(&self, f: impl FnMut(ScannedRecord<'_>)) -> Result<ScanSummary, String> {
+        let blocks = self.blocks_in_write_order()?;
+        self.walk_blocks(&blocks, f)
+    }
+
+    /// [`Self::scan`] on `shards` threads at once: each walks every record in the same order
+    /// (so each sees the same torn and corrupt records) and `f(shard, record)` keeps those
+    /// of its own shard. The summary counts the store once.
+    pub fn scan_sharded(
+        &self,
+        shards: usize,
+        f: impl Fn(usize, ScannedRecord<'_>) + Sync,
+    ) -> Result<ScanSummary, String> {
+        let blocks = self.blocks_in_write_order()?;
+        let f = &f;
+        let blocks = &blocks;
+        let results: Vec<Result<ScanSummary, String>> = std::thread::scope(|s| {
+            let walkers: Vec<_> =
+                (0..shards.max(1)).map(|shard| s.spawn(move || self.walk_blocks(blocks, |r| f(shard, r)))).collect();
+            walkers.into_iter().map(|w| w.join().unwrap_or_else(|_| Err("a restore thread panicked".into()))).collect()
+        });
+        let mut summary = None;
+        for r in results {
+            let r = r?;
+            summary.get_or_insert(r);
+        }
+        Ok(summary.unwrap_or_default())
+    }
+
+    /// The blocks of this store in use on the files, by sequence (block index 0 holds the file
+    /// header); marks them used and moves the next sequence past them.
+    fn blocks_in_write_order(&self) -> Result<Vec<(u64, u8, u32)>, String> {
         let mut blocks = Vec::new();
-        let mut head = [0u8; BLOCK_HEADER_LEN];
         for file in self.files.iter() {
             for b in 1..file.blocks {
-                file.file().read_at(&mut head, b as u64 * block as u64).map_err(|e| e.to_string())?;
-                if let Some(h) = BlockHeader::read(&head) {
-                    if h.store_id == file.store_id() && h.file_index == file.index as u32 {
-                        blocks.push((h.sequence, file.index, b));
-                    }
+                if let Some(sequence) = file.header_sequence(b).map_err(|e| e.to_string())? {
+                    file.mark_used(b, sequence);
+                    self.next_sequence.fetch_max(sequence + 1, Ordering::Relaxed);
+                    blocks.push((sequence, file.index, b));
                 }
             }
         }
         blocks.sort_unstable();
+        Ok(blocks)
+    }
+
+    /// Reads `blocks` in order and hands over each record they hold.
+    fn walk_blocks(
+        &self,
+        blocks: &[(u64, u8, u32)],
+        mut f: impl FnMut(ScannedRecord<'_>),
+    ) -> Result<ScanSummary, String> {
+        let block = self.config.write_block_bytes;
         let mut summary = ScanSummary::default();
         let mut buf = vec![0u8; block];
-        for &(sequence, fi, b) in &blocks {
+        for &(_, fi, b) in blocks {
             let file = &self.files[fi as usize];
             file.file().read_at(&mut buf, b as u64 * block as u64).map_err(|e| e.to_string())?;
-            file.mark_used(b, sequence);
             summary.blocks += 1;
             let mut at = BLOCK_HEADER_LEN;
             while at < block {
@@ -280,7 +317,6 @@ impl DeviceEngine {
                     }
                 }
             }
-            self.next_sequence.fetch_max(sequence + 1, Ordering::Relaxed);
         }
         Ok(summary)
     }

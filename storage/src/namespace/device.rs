@@ -6,6 +6,8 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use parking_lot::Mutex;
+
 use crate::clock::{Clock, SystemClock};
 use crate::device::format::{self, FLAG_TOMBSTONE};
 use crate::device::{DeviceConfig, DeviceEngine, ScanSummary, ScannedRecord};
@@ -13,6 +15,9 @@ use crate::engine::StorageEngine;
 use crate::location::{Engine, Location};
 use crate::namespace::{Namespace, NamespaceConfig};
 use crate::StorageError;
+
+/// Threads a cold restart reads the store with, at most.
+const RESTORE_THREADS_MAX: usize = 8;
 
 /// What a cold restart found and kept.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -80,21 +85,40 @@ impl Namespace<Engine> {
     }
 
     /// Rebuilds the index from the device: records in the order they were written, so that a
-    /// later copy of a record (or its tombstone) replaces an earlier one.
+    /// later copy of a record (or its tombstone) replaces an earlier one. One thread per core
+    /// (at most [`RESTORE_THREADS_MAX`]) reads the whole store, each applying the records of
+    /// its share of the partitions (truncation markers: the first), so each digest's copies
+    /// are still applied in write order by one thread.
     fn restore(&self) -> Result<RestoreSummary, String> {
         let device = self.device().expect("a device namespace");
         let now_secs = self.clock.now_secs();
-        let mut summary = RestoreSummary::default();
-        let mut failure = None;
-        summary.scan = device.scan(|r: ScannedRecord<'_>| {
-            if failure.is_none() {
-                if let Err(e) = self.restore_one(device, r, now_secs, &mut summary) {
-                    failure = Some(e);
+        let shards = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, RESTORE_THREADS_MAX);
+        // Per shard: what it kept, and its first failure (each shard's own, so uncontended).
+        let partial: Vec<Mutex<(RestoreSummary, Option<StorageError>)>> =
+            (0..shards).map(|_| Mutex::new(Default::default())).collect();
+        let scan = device.scan_sharded(shards, |shard, r: ScannedRecord<'_>| {
+            let h = &r.view.header;
+            let owner =
+                if h.flags & format::FLAG_TRUNCATE != 0 { 0 } else { h.digest.partition_id() as usize % shards };
+            if owner != shard {
+                return;
+            }
+            let mut p = partial[shard].lock();
+            if p.1.is_none() {
+                let (summary, failure) = &mut *p;
+                if let Err(e) = self.restore_one(device, r, now_secs, summary) {
+                    *failure = Some(e);
                 }
             }
         })?;
-        if let Some(e) = failure {
-            return Err(format!("restoring namespace {}: {e}", self.name()));
+        let mut summary = RestoreSummary { scan, ..Default::default() };
+        for p in partial {
+            let (part, failure) = p.into_inner();
+            if let Some(e) = failure {
+                return Err(format!("restoring namespace {}: {e}", self.name()));
+            }
+            summary.dropped += part.dropped;
+            summary.tombstones += part.tombstones;
         }
         summary.records = self.counters.objects.load(Ordering::Relaxed);
         Ok(summary)
