@@ -356,10 +356,12 @@ storage-engine.flush-max-ms={};storage-engine.commit-to-device={};storage-engine
         let _ = write!(
             o,
             ";device_total_bytes={total};device_used_bytes={used};device_free_pct={};device_available_pct={};\
-defrag_blocks_freed={};defrag_records_moved={};device_tombstones_written={};device_write_errors={};\
-cache_read_pct={}",
+defrag_q={};write_q={};defrag_blocks_freed={};defrag_records_moved={};device_tombstones_written={};\
+device_write_errors={};cache_read_pct={}",
             (total - used.min(total)) * 100 / total.max(1),
             d.available_pct(),
+            d.defrag_queue_len(),
+            d.write_queue_len(),
             k.defrag_blocks_freed.load(Relaxed),
             k.defrag_records_moved.load(Relaxed),
             k.tombstones_written.load(Relaxed),

@@ -126,11 +126,15 @@ fn defragmentation_frees_sparse_blocks_and_keeps_every_current_record_and_delete
     }
     let device = ns.device().expect("device");
     let before = device.available_pct();
+    let queued = device.defrag_queue_len();
+    assert!(queued > 0, "no block waits for defragmentation");
+    assert_eq!(device.write_queue_len(), 0, "no write in flight");
     let mut freed = 0;
     for _ in 0..10 {
         freed += ns.defrag(64).expect("defrag");
     }
     assert!(freed > 0, "nothing freed");
+    assert!(device.defrag_queue_len() < queued, "defrag_q {} after, {queued} before", device.defrag_queue_len());
     assert!(device.available_pct() > before, "{before}% before, {}% after", device.available_pct());
     assert!(device.counters.defrag_records_moved.load(std::sync::atomic::Ordering::Relaxed) > 0);
     let expect = |i: u64| -> Option<Vec<u8>> {

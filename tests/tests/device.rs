@@ -96,6 +96,9 @@ fn check_all(rt: &tokio::runtime::Runtime, addr: std::net::SocketAddr, after: &s
     assert_eq!(number("objects"), RECORDS - RECORDS / 10, "after {after}");
     assert_eq!(number("tombstones"), RECORDS / 10, "every delete left a tombstone, after {after}");
     assert!(number("device_used_bytes") > 0);
+    // Nothing is written while the node is idle; defrag_q is a count (parsed by `number`).
+    assert_eq!(number("write_q"), 0);
+    assert!(number("defrag_q") <= number("device_total_bytes"));
     let wrong: Vec<u64> = rt.block_on(async {
         let c = Arc::new(client(addr).await);
         futures::stream::iter(0..RECORDS)

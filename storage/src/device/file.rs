@@ -56,6 +56,8 @@ pub(crate) struct DeviceFile {
     state: Mutex<FileState>,
     /// Written to since the last sync.
     dirty: AtomicBool,
+    /// Appends waiting for the file or writing to it now (`write_q`).
+    appending: AtomicU32,
 }
 
 impl DeviceFile {
@@ -70,6 +72,7 @@ impl DeviceFile {
             sequences: (0..blocks).map(|_| AtomicU64::new(0)).collect(),
             state: Mutex::new(FileState::default()),
             dirty: AtomicBool::new(false),
+            appending: AtomicU32::new(0),
         }
     }
 
@@ -84,6 +87,11 @@ impl DeviceFile {
     /// After a restore: block `b` holds records of `sequence`.
     pub fn mark_used(&self, b: u32, sequence: u64) {
         self.sequences[b as usize].store(sequence, Ordering::Relaxed);
+    }
+
+    /// Appends waiting for the file or writing to it now.
+    pub fn appending(&self) -> u32 {
+        self.appending.load(Ordering::Relaxed)
     }
 
     /// Closes the file for appends, for good: what it holds stays as it is.
@@ -164,6 +172,8 @@ impl DeviceFile {
             return Err(StorageError::RecordTooBig { size: len, limit: self.block_bytes - BLOCK_HEADER_LEN });
         }
         let io_error = |e: std::io::Error| StorageError::Device(e.to_string());
+        self.appending.fetch_add(1, Ordering::Relaxed);
+        let _appended = Appended(&self.appending);
         let mut st = self.state.lock();
         if st.closed {
             return Err(StorageError::Device("the store is closed for writes".into()));
@@ -311,6 +321,15 @@ impl DeviceFile {
     }
 
     /// Blocks in use whose live bytes are under `threshold`, emptiest first, at most `max`.
+    /// How many blocks in use (the open one aside) hold fewer than `threshold` live bytes.
+    pub fn sparse_count(&self, threshold: u32) -> usize {
+        let open = self.open_block();
+        (1..self.blocks)
+            .filter(|&b| Some(b) != open && self.sequences[b as usize].load(Ordering::Relaxed) != 0)
+            .filter(|&b| self.live[b as usize].load(Ordering::Relaxed) < threshold)
+            .count()
+    }
+
     pub fn sparse_blocks(&self, threshold: u32, max: usize) -> Vec<u32> {
         let open = self.open_block();
         let mut v: Vec<(u32, u32)> = (1..self.blocks)
@@ -320,5 +339,14 @@ impl DeviceFile {
             .collect();
         v.sort_unstable();
         v.into_iter().take(max).map(|(_, b)| b).collect()
+    }
+}
+
+/// Counts an append out of `write_q` however it ends.
+struct Appended<'a>(&'a AtomicU32);
+
+impl Drop for Appended<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -474,8 +474,25 @@ impl DeviceEngine {
     /// Blocks to defragment: in use, not open, live bytes under `defrag_lwm_pct`; emptiest
     /// first, at most `max` per file. Returns (file, block).
     pub fn defrag_candidates(&self, max: usize) -> Vec<(u8, u32)> {
-        let threshold = (self.config.write_block_bytes as u64 * self.config.defrag_lwm_pct as u64 / 100) as u32;
+        let threshold = self.defrag_threshold();
         self.files.iter().flat_map(|f| f.sparse_blocks(threshold, max).into_iter().map(move |b| (f.index, b))).collect()
+    }
+
+    /// Blocks waiting for defragmentation (`defrag_q`): in use, not open, under the mark.
+    pub fn defrag_queue_len(&self) -> usize {
+        let threshold = self.defrag_threshold();
+        self.files.iter().map(|f| f.sparse_count(threshold)).sum()
+    }
+
+    /// Writes waiting for their file or being written to it (`write_q`: records, since each
+    /// write goes to the file at once rather than in a queued block).
+    pub fn write_queue_len(&self) -> u64 {
+        self.files.iter().map(|f| f.appending() as u64).sum()
+    }
+
+    /// Live bytes under which a block is defragmented.
+    fn defrag_threshold(&self) -> u32 {
+        (self.config.write_block_bytes as u64 * self.config.defrag_lwm_pct as u64 / 100) as u32
     }
 
     /// The records of block `b` of file `fi`, as stored, with the block's sequence; the
