@@ -509,4 +509,6 @@ impl Membership {
 }
 
 #[cfg(test)]
+mod sim_tests;
+#[cfg(test)]
 mod tests;
