@@ -241,33 +241,60 @@ impl DeviceEngine {
     /// that a later record of a digest comes after an earlier one. Blocks of other stores,
     /// and records after a torn or corrupt one in a block, are skipped (counted in the
     /// result).
-    pub fn scan(&self, f: impl FnMut(ScannedRecord<'_>)) -> Result<ScanSummary, String> {
-        let blocks = self.blocks_in_write_order()?;
-        self.walk_blocks(&blocks, f)
+    pub fn scan(&self, mut f: impl FnMut(ScannedRecord<'_>)) -> Result<ScanSummary, String> {
+        let mut summary = ScanSummary::default();
+        let mut buf = vec![0u8; self.config.write_block_bytes];
+        for (_, fi, b) in self.blocks_in_write_order()? {
+            self.read_block_into(fi, b, &mut buf)?;
+            self.walk_block(fi, b, &buf, &mut summary, &mut f);
+        }
+        Ok(summary)
     }
 
-    /// [`Self::scan`] on `shards` threads at once: each walks every record in the same order
-    /// (so each sees the same torn and corrupt records) and `f(shard, record)` keeps those
-    /// of its own shard. The summary counts the store once.
+    /// [`Self::scan`] with `shards` threads applying records: each block is read once, here,
+    /// and handed to every thread; each walks every record in the same order (so each sees
+    /// the same torn and corrupt records) and `f(shard, record)` keeps those of its own
+    /// shard. The summary counts the store once.
     pub fn scan_sharded(
         &self,
         shards: usize,
         f: impl Fn(usize, ScannedRecord<'_>) + Sync,
     ) -> Result<ScanSummary, String> {
+        /// Blocks read ahead of the slowest thread.
+        const BLOCKS_AHEAD: usize = 4;
         let blocks = self.blocks_in_write_order()?;
         let f = &f;
-        let blocks = &blocks;
-        let results: Vec<Result<ScanSummary, String>> = std::thread::scope(|s| {
-            let walkers: Vec<_> =
-                (0..shards.max(1)).map(|shard| s.spawn(move || self.walk_blocks(blocks, |r| f(shard, r)))).collect();
-            walkers.into_iter().map(|w| w.join().unwrap_or_else(|_| Err("a restore thread panicked".into()))).collect()
-        });
-        let mut summary = None;
-        for r in results {
-            let r = r?;
-            summary.get_or_insert(r);
-        }
-        Ok(summary.unwrap_or_default())
+        std::thread::scope(|s| {
+            let mut senders = Vec::new();
+            let mut walkers = Vec::new();
+            for shard in 0..shards.max(1) {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Arc<(u8, u32, Vec<u8>)>>(BLOCKS_AHEAD);
+                senders.push(tx);
+                walkers.push(s.spawn(move || {
+                    let mut summary = ScanSummary::default();
+                    for block in rx {
+                        let (fi, b, buf) = &*block;
+                        self.walk_block(*fi, *b, buf, &mut summary, &mut |r| f(shard, r));
+                    }
+                    summary
+                }));
+            }
+            let read = blocks.iter().try_for_each(|&(_, fi, b)| {
+                let mut buf = vec![0u8; self.config.write_block_bytes];
+                self.read_block_into(fi, b, &mut buf)?;
+                let block = Arc::new((fi, b, buf));
+                // A thread that is gone panicked: its join below reports it.
+                senders.iter().for_each(|tx| drop(tx.send(Arc::clone(&block))));
+                Ok::<(), String>(())
+            });
+            drop(senders);
+            let mut summary = None;
+            for w in walkers {
+                let part = w.join().map_err(|_| "a restore thread panicked".to_string())?;
+                summary.get_or_insert(part);
+            }
+            read.map(|()| summary.unwrap_or_default())
+        })
     }
 
     /// The blocks of this store in use on the files, by sequence (block index 0 holds the file
@@ -287,38 +314,33 @@ impl DeviceEngine {
         Ok(blocks)
     }
 
-    /// Reads `blocks` in order and hands over each record they hold.
-    fn walk_blocks(
-        &self,
-        blocks: &[(u64, u8, u32)],
-        mut f: impl FnMut(ScannedRecord<'_>),
-    ) -> Result<ScanSummary, String> {
+    fn read_block_into(&self, fi: u8, b: u32, buf: &mut [u8]) -> Result<(), String> {
+        let offset = b as u64 * self.config.write_block_bytes as u64;
+        self.files[fi as usize].file().read_at(buf, offset).map_err(|e| e.to_string())
+    }
+
+    /// Hands over each record block `b` of file `fi` (its bytes in `buf`) holds, in order, up
+    /// to its end or to a torn or corrupt record.
+    fn walk_block(&self, fi: u8, b: u32, buf: &[u8], summary: &mut ScanSummary, f: &mut impl FnMut(ScannedRecord<'_>)) {
         let block = self.config.write_block_bytes;
-        let mut summary = ScanSummary::default();
-        let mut buf = vec![0u8; block];
-        for &(_, fi, b) in blocks {
-            let file = &self.files[fi as usize];
-            file.file().read_at(&mut buf, b as u64 * block as u64).map_err(|e| e.to_string())?;
-            summary.blocks += 1;
-            let mut at = BLOCK_HEADER_LEN;
-            while at < block {
-                match format::read_record(&buf[at..]) {
-                    Ok(view) => {
-                        let addr =
-                            DeviceAddr { file: fi, offset: b as u64 * block as u64 + at as u64, len: view.len as u32 };
-                        at += view.len;
-                        summary.records += 1;
-                        f(ScannedRecord { view, location: Location::device(addr) });
-                    }
-                    Err(format::RecordError::End) => break,
-                    Err(_) => {
-                        summary.damaged += 1;
-                        break;
-                    }
+        summary.blocks += 1;
+        let mut at = BLOCK_HEADER_LEN;
+        while at < block {
+            match format::read_record(&buf[at..]) {
+                Ok(view) => {
+                    let addr =
+                        DeviceAddr { file: fi, offset: b as u64 * block as u64 + at as u64, len: view.len as u32 };
+                    at += view.len;
+                    summary.records += 1;
+                    f(ScannedRecord { view, location: Location::device(addr) });
+                }
+                Err(format::RecordError::End) => break,
+                Err(_) => {
+                    summary.damaged += 1;
+                    break;
                 }
             }
         }
-        Ok(summary)
     }
 
     /// Counts `loc` as live: the restore keeps the record (or tombstone) there.
