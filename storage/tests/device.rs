@@ -282,6 +282,12 @@ fn a_stale_or_damaged_saved_state_is_not_used() {
     assert!(!summary.fast, "a damaged state was loaded");
     assert_eq!(summary.records, 200);
     assert_eq!(get(&ns, key(150)), Some((vec![2u8; 500], 1)));
+    drop(ns);
+    // A file far larger than any state of this store: not read, not used.
+    std::fs::write(&saved_path, vec![0u8; 64 << 20]).expect("an oversized state");
+    let (ns, summary) = open(&dir, 1, &clock);
+    assert!(!summary.fast && !saved_path.exists(), "an oversized state was taken");
+    assert_eq!(get(&ns, key(150)), Some((vec![2u8; 500], 1)));
 }
 
 #[test]

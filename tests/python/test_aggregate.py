@@ -41,6 +41,20 @@ def aggregate(c, module_fn, args=None, where=None):
     return q.results()
 
 
+def wait_for_index(c, timeout_secs=30):
+    """Waits (bounded) until a query through the index counts every record: built and complete
+    on every node."""
+    deadline = time.monotonic() + timeout_secs
+    while True:
+        try:
+            if aggregate(c, "count", where=p.between("n", 0, RECORDS)) == [RECORDS]:
+                return
+        except ex.AerospikeError:  # still building (203)
+            pass
+        assert time.monotonic() < deadline, "index not complete on every node"
+        time.sleep(0.1)
+
+
 def check_answers(c):
     assert aggregate(c, "count") == [RECORDS]
     assert aggregate(c, "count", where=p.between("n", 10, 19)) == [10]
@@ -60,7 +74,7 @@ def client(petreld, tmp_path_factory):
     host, port, _ = petreld
     c = connect([(host, port)], tmp_path_factory.mktemp("lua"))
     load(c)
-    time.sleep(0.5)
+    wait_for_index(c)
     yield c
     c.index_remove(NS, "agg_n_idx")
     c.udf_remove("petrel_test_stream.lua")
@@ -95,10 +109,7 @@ def test_each_node_aggregates_its_part_on_a_cluster(tmp_path):
         try:
             wait_cluster_stable(c, 3)
             load(c)
-            deadline = time.monotonic() + 30
-            while aggregate(c, "count", where=p.between("n", 0, RECORDS)) != [RECORDS]:
-                assert time.monotonic() < deadline, "index not complete on every node"
-                time.sleep(0.2)
+            wait_for_index(c)
             check_answers(c)
         finally:
             c.close()

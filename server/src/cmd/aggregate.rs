@@ -143,6 +143,10 @@ fn walk(node: &Node, body: &[u8], call: &Call, tx: &mpsc::Sender<Chunk>) -> Resu
         if fed >= request.records_max {
             break;
         }
+        // The client left: stop here, even when the values so far are too few to hand over.
+        if tx.is_closed() {
+            return Err(ResultCode::Timeout);
+        }
         if node.cluster().is_some_and(|c| c.route(sns.index, pid, true) != Route::Local) {
             continue;
         }

@@ -86,7 +86,7 @@ impl Namespace<Engine> {
 
     /// Rebuilds the index from the device: records in the order they were written, so that a
     /// later copy of a record (or its tombstone) replaces an earlier one. One thread per core
-    /// (at most [`RESTORE_THREADS_MAX`]) reads the whole store, each applying the records of
+    /// (at most [`RESTORE_THREADS_MAX`]) walks every block (each read once), applying the records of
     /// its share of the partitions (truncation markers: the first), so each digest's copies
     /// are still applied in write order by one thread.
     fn restore(&self) -> Result<RestoreSummary, String> {

@@ -117,6 +117,15 @@ impl Namespace<Engine> {
     pub(crate) fn load_snapshot(&self) -> Result<Option<SnapshotSummary>, String> {
         let device = self.device().ok_or("not a device namespace")?;
         let path = device.snapshot_path();
+        // A state larger than this store could ever need is not read into memory.
+        match std::fs::metadata(&path) {
+            Ok(m) if m.len() > largest_state_bytes(device) => {
+                tracing::warn!(path = %path.display(), bytes = m.len(), "saved state too large for the store: cold restart");
+                let _ = std::fs::remove_file(&path);
+                return Ok(None);
+            }
+            _ => {}
+        }
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -210,6 +219,18 @@ impl Namespace<Engine> {
         }
         Ok(summary)
     }
+}
+
+/// The most bytes a saved state of `device` can take: its fixed parts, every set and
+/// truncation, the block table, and one entry per smallest record the files could hold.
+fn largest_state_bytes(device: &DeviceEngine) -> u64 {
+    let sets = crate::namespace::SETS_MAX as u64;
+    let fixed = 8 + 8 + 8 + 8 + 4 + 4 + sets * (2 + 1 + 255) + 4 + (sets + 1) * 10 + 8 + 4;
+    let smallest_record = crate::device::format::record_len(0, 0) as u64;
+    device.files().iter().fold(fixed, |total, f| {
+        let bytes = f.blocks as u64 * device.config().write_block_bytes as u64;
+        total + 4 + f.blocks as u64 * 12 + bytes / smallest_record * RECORD_BYTES as u64
+    })
 }
 
 /// Checks a saved state against the store: its checksum, the store's identity and shape, and
