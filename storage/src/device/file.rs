@@ -188,7 +188,12 @@ impl DeviceFile {
             let mut bytes = Vec::with_capacity(self.block_bytes);
             bytes.resize(BLOCK_HEADER_LEN, 0);
             BlockHeader { sequence, store_id: self.store_id, file_index: self.index as u32 }.write(&mut bytes);
+            // The header goes out with an end mark behind it, in one write: the records of the
+            // block's previous use are still on the file after the header, and a restart
+            // before this use's first record lands must not read them as this use's.
+            bytes.extend_from_slice(&[0u8; format::RECORD_END_LEN]);
             self.file.write_at(&bytes, index as u64 * self.block_bytes as u64).map_err(io_error)?;
+            bytes.truncate(BLOCK_HEADER_LEN);
             st.free.pop_front();
             self.sequences[index as usize].store(sequence, Ordering::Relaxed);
             if let Some(old) = st.open.replace(OpenBlock { index, bytes }) {
