@@ -3,7 +3,7 @@
 //! waits until it has every member's versions; from those every member computes the same
 //! plan ([`crate::rebalance`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,7 +47,7 @@ impl ClusterNode {
     pub(crate) async fn exchange_versions(
         self: &Arc<Self>,
         key: u64,
-        addrs: &HashMap<NodeId, Member>,
+        addrs: &BTreeMap<NodeId, Member>,
         changed: impl Fn() -> bool,
     ) -> Option<VersionBook> {
         let restored = self.restored.lock().clone();

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use petrel_proto::cluster::fabric_message::Body;
 use petrel_proto::cluster::{FabricMessage, FABRIC_VERSION};
 use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -47,6 +48,35 @@ pub enum FabricError {
 pub trait FabricHandler: Send + Sync + 'static {
     /// Answers one request (the answer's id and flags are set by the fabric).
     fn handle(&self, request: FabricMessage) -> Pin<Box<dyn Future<Output = FabricMessage> + Send + '_>>;
+}
+
+/// How a node sends requests to its peers: the TCP [`Fabric`], or a simulated network
+/// (`crate::sim`). Everything the cluster layer sends goes through this.
+pub trait FabricTransport: Send + Sync + 'static {
+    /// Sends `body` to the node at `addr` and waits (at most `timeout`) for its answer.
+    fn request(
+        &self,
+        addr: SocketAddr,
+        body: Body,
+        timeout: Duration,
+    ) -> Pin<Box<dyn Future<Output = Result<FabricMessage, FabricError>> + Send + '_>>;
+    /// Stops sending and serving.
+    fn stop(&self);
+}
+
+impl FabricTransport for Fabric {
+    fn request(
+        &self,
+        addr: SocketAddr,
+        body: Body,
+        timeout: Duration,
+    ) -> Pin<Box<dyn Future<Output = Result<FabricMessage, FabricError>> + Send + '_>> {
+        Box::pin(Fabric::request(self, addr, body, timeout))
+    }
+
+    fn stop(&self) {
+        Fabric::stop(self)
+    }
 }
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<FabricMessage>>>>;
@@ -180,12 +210,7 @@ impl Fabric {
     }
 
     /// Sends `body` to the node at `addr` and waits (at most `timeout`) for its answer.
-    pub async fn request(
-        &self,
-        addr: SocketAddr,
-        body: petrel_proto::cluster::fabric_message::Body,
-        timeout: Duration,
-    ) -> Result<FabricMessage, FabricError> {
+    pub async fn request(&self, addr: SocketAddr, body: Body, timeout: Duration) -> Result<FabricMessage, FabricError> {
         let work = async {
             let peer = self.peer(addr).await?;
             let _slot = peer.slots.acquire().await.map_err(|_| FabricError::Closed(addr))?;

@@ -9,10 +9,10 @@
 //! names: each is resolved every 2 s to all the addresses it names (every replica of a scaled
 //! service), and each address is dialed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use petrel_proto::cluster::Pulse;
@@ -70,32 +70,111 @@ pub struct Heartbeat {
     stop: watch::Sender<bool>,
     tasks: Option<JoinSet<()>>,
     membership: Arc<Mutex<Membership>>,
+    inbox: PulseInbox,
     pub local_addr: SocketAddr,
 }
 
+/// Whether a simulated node runs: while it is stopped (as by SIGSTOP) its heartbeat neither
+/// pulses nor decides, and the simulated network holds what it sends and what is sent to it.
+/// Waiters wake in the order they came (a `watch` wakes them in a random order, which would
+/// keep a simulated run from replaying).
+#[derive(Debug, Default)]
+pub struct RunGate {
+    stopped: std::sync::atomic::AtomicBool,
+    resumed: tokio::sync::Notify,
+}
+
+impl RunGate {
+    pub fn set_running(&self, running: bool) {
+        self.stopped.store(!running, std::sync::atomic::Ordering::SeqCst);
+        if running {
+            self.resumed.notify_waiters();
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        !self.stopped.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Returns once the node runs.
+    pub async fn wait_running(&self) {
+        loop {
+            let resumed = self.resumed.notified();
+            tokio::pin!(resumed);
+            resumed.as_mut().enable();
+            if self.is_running() {
+                return;
+            }
+            resumed.await;
+        }
+    }
+}
+
+/// How a heartbeat's pulses leave the node: TCP connections ([`TcpPulses`]) or a simulated
+/// network.
+pub trait PulseOut: Send + 'static {
+    /// Sends `frame` (length-prefixed) to each of `targets`, best effort: a pulse may be lost
+    /// (a newer one follows).
+    fn send(&mut self, targets: &BTreeSet<String>, frame: &[u8], stop: &watch::Receiver<bool>);
+}
+
+/// A node's receiving end for pulses: hands each to its membership.
+#[derive(Debug, Clone)]
+pub struct PulseInbox {
+    membership: Arc<Mutex<Membership>>,
+    epoch: tokio::time::Instant,
+}
+
+impl PulseInbox {
+    /// Milliseconds since the heartbeat started (the membership's clock).
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Hands one pulse (the protobuf bytes, without the length prefix) to the membership.
+    pub fn deliver(&self, bytes: &[u8]) -> std::io::Result<()> {
+        let pulse = Pulse::decode(bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        if let Err(e) = self.membership.lock().on_pulse(self.now_ms(), &pulse) {
+            tracing::debug!(node = format!("{:X}", pulse.node_id), error = %e, "pulse refused");
+        }
+        Ok(())
+    }
+}
+
+/// Pulses over TCP: one connection (and one sender task with a small queue) per endpoint.
+#[derive(Debug, Default)]
+pub struct TcpPulses {
+    senders: HashMap<String, mpsc::Sender<Vec<u8>>>,
+}
+
+impl PulseOut for TcpPulses {
+    fn send(&mut self, targets: &BTreeSet<String>, frame: &[u8], stop: &watch::Receiver<bool>) {
+        // Endpoints no longer wanted lose their sender (its task ends with it).
+        self.senders.retain(|endpoint, tx| targets.contains(endpoint) && !tx.is_closed());
+        for t in targets {
+            let tx = self.senders.entry(t.clone()).or_insert_with(|| spawn_sender(t.clone(), stop.clone()));
+            // A full queue means a slow or dead peer: drop this pulse.
+            let _ = tx.try_send(frame.to_vec());
+        }
+    }
+}
+
 impl Heartbeat {
-    /// Binds the listener and starts pulsing.
+    /// Binds the listener and starts pulsing over TCP.
     pub async fn start(config: HeartbeatConfig) -> std::io::Result<Heartbeat> {
         let listener = TcpListener::bind(config.listen).await?;
         let local_addr = listener.local_addr()?;
-        let epoch = Instant::now();
-        let now_ms = move || epoch.elapsed().as_millis() as u64;
-        let membership = Arc::new(Mutex::new(Membership::new(
-            config.node_id,
-            config.membership.clone(),
-            vec![config.advertise.clone()],
-            now_ms(),
-            config.node_id ^ std::process::id() as u64 ^ epoch.elapsed().as_nanos() as u64,
-        )));
-        membership.lock().set_endpoints(config.endpoints.clone());
-        let directory = Arc::clone(&membership);
-        let (view_tx, view_rx) = watch::channel(ClusterView::default());
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let (tips_tx, mut tips_rx) = mpsc::unbounded_channel::<Option<String>>();
-        let mut tasks = JoinSet::new();
-
+        let clock_nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let random = config.node_id ^ std::process::id() as u64 ^ clock_nanos as u64;
+        let seeds = Arc::new(Mutex::new(config.seeds.clone()));
+        let seed_names = config.seeds.clone();
+        let mut hb =
+            Heartbeat::start_on(config, local_addr, Arc::clone(&seeds), Box::<TcpPulses>::default(), random, None);
+        let stop_rx = hb.stop.subscribe();
+        let inbox = hb.inbox();
+        let tasks = hb.tasks.as_mut().expect("tasks of a running heartbeat");
         // Receiving: one task per accepted connection.
-        let m = Arc::clone(&membership);
         let mut stop = stop_rx.clone();
         tasks.spawn(async move {
             let mut conns = JoinSet::new();
@@ -104,10 +183,9 @@ impl Heartbeat {
                     _ = stop.changed() => return,
                     accepted = listener.accept() => {
                         let Ok((stream, peer)) = accepted else { continue };
-                        let m = Arc::clone(&m);
-                        let stop = stop.clone();
+                        let (inbox, stop) = (inbox.clone(), stop.clone());
                         conns.spawn(async move {
-                            if let Err(e) = receive(stream, m, now_ms, stop).await {
+                            if let Err(e) = receive(stream, inbox, stop).await {
                                 tracing::debug!(%peer, error = %e, "heartbeat connection ended");
                             }
                         });
@@ -116,23 +194,52 @@ impl Heartbeat {
                 }
             }
         });
-
         // Seeds resolved to every address they name, again and again: a DNS name of a scaled
         // service (Compose, a Kubernetes headless service) gains and loses addresses.
-        let seeds = Arc::new(Mutex::new(config.seeds.clone()));
-        tasks.spawn(resolve_seeds(config.seeds.clone(), Arc::clone(&seeds), stop_rx.clone()));
+        tasks.spawn(resolve_seeds(seed_names, seeds, stop_rx));
+        Ok(hb)
+    }
+
+    /// Starts pulsing through `out`, with pulses coming in through [`Heartbeat::inbox`]:
+    /// the transport-free part of the heartbeat, which the simulator (`crate::sim`) runs on
+    /// its own network. `seeds` are the endpoints to pulse besides those the membership
+    /// knows; `random` seeds the membership's choices; while `running` (when given) holds
+    /// false the node neither pulses nor decides, as a stopped process would not.
+    pub fn start_on(
+        config: HeartbeatConfig,
+        local_addr: SocketAddr,
+        seeds: Arc<Mutex<Vec<String>>>,
+        mut out: Box<dyn PulseOut>,
+        random: u64,
+        running: Option<Arc<RunGate>>,
+    ) -> Heartbeat {
+        let epoch = tokio::time::Instant::now();
+        let membership = Arc::new(Mutex::new(Membership::new(
+            config.node_id,
+            config.membership.clone(),
+            vec![config.advertise.clone()],
+            0,
+            random,
+        )));
+        membership.lock().set_endpoints(config.endpoints.clone());
+        let inbox = PulseInbox { membership: Arc::clone(&membership), epoch };
+        let (view_tx, view_rx) = watch::channel(ClusterView::default());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (tips_tx, mut tips_rx) = mpsc::unbounded_channel::<Option<String>>();
+        let mut tasks = JoinSet::new();
 
         // Pulsing and deciding: every interval.
         let interval = Duration::from_millis(config.membership.interval_ms);
         let mut stop = stop_rx.clone();
         let own_endpoint = config.advertise.clone();
+        let ticking = inbox.clone();
         tasks.spawn(async move {
-            let mut senders: HashMap<String, mpsc::Sender<Vec<u8>>> = HashMap::new();
             let mut extra: Vec<String> = Vec::new();
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
+                    biased;
                     _ = stop.changed() => return,
                     Some(tip) = tips_rx.recv() => match tip {
                         Some(tip) if !extra.contains(&tip) && extra.len() < TIPS_MAX => extra.push(tip),
@@ -140,9 +247,12 @@ impl Heartbeat {
                         None => extra.clear(),
                     },
                     _ = tick.tick() => {
-                        let now = now_ms();
+                        if let Some(gate) = &running {
+                            gate.wait_running().await;
+                        }
+                        let now = ticking.now_ms();
                         let (frame, targets, change) = {
-                            let mut m = membership.lock();
+                            let mut m = ticking.membership.lock();
                             let change = m.tick(now);
                             let pulse = m.pulse(now);
                             let mut targets: Vec<String> = seeds.lock().iter().chain(&extra).cloned().collect();
@@ -162,29 +272,30 @@ impl Heartbeat {
                             );
                             let _ = view_tx.send(view);
                         }
-                        // Our own address (a seed name that resolves to us too) needs no pulse.
-                        let targets: std::collections::HashSet<String> =
+                        // Our own address (a seed name that resolves to us too) needs no pulse;
+                        // in a set ordered by name, so that a simulated run sends in one order.
+                        let targets: BTreeSet<String> =
                             targets.into_iter().filter(|t| *t != own_endpoint).take(ENDPOINTS_MAX).collect();
-                        // Endpoints no longer wanted lose their sender (its task ends with it).
-                        senders.retain(|endpoint, tx| targets.contains(endpoint) && !tx.is_closed());
-                        for t in targets {
-                            let tx = senders.entry(t.clone()).or_insert_with(|| spawn_sender(t, stop.clone()));
-                            // A full queue means a slow or dead peer: drop this pulse.
-                            let _ = tx.try_send(frame.clone());
-                        }
+                        out.send(&targets, &frame, &stop);
                     }
                 }
             }
         });
 
-        Ok(Heartbeat {
+        Heartbeat {
             view: view_rx,
             tips: tips_tx,
             stop: stop_tx,
             tasks: Some(tasks),
-            membership: directory,
+            membership: Arc::clone(&inbox.membership),
+            inbox,
             local_addr,
-        })
+        }
+    }
+
+    /// Where this node's incoming pulses are delivered.
+    pub fn inbox(&self) -> PulseInbox {
+        self.inbox.clone()
     }
 
     /// The current cluster view.
@@ -268,12 +379,7 @@ async fn resolve_seeds(seeds: Vec<String>, resolved: Arc<Mutex<Vec<String>>>, mu
 }
 
 /// Reads pulses from one accepted connection into the membership.
-async fn receive(
-    mut stream: TcpStream,
-    membership: Arc<Mutex<Membership>>,
-    now_ms: impl Fn() -> u64,
-    mut stop: watch::Receiver<bool>,
-) -> std::io::Result<()> {
+async fn receive(mut stream: TcpStream, inbox: PulseInbox, mut stop: watch::Receiver<bool>) -> std::io::Result<()> {
     let mut buf = Vec::new();
     loop {
         let mut len = [0u8; 4];
@@ -289,11 +395,7 @@ async fn receive(
         tokio::time::timeout(Duration::from_millis(PULSE_READ_TIMEOUT_MS), stream.read_exact(&mut buf))
             .await
             .map_err(|_| std::io::ErrorKind::TimedOut)??;
-        let pulse =
-            Pulse::decode(buf.as_slice()).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-        if let Err(e) = membership.lock().on_pulse(now_ms(), &pulse) {
-            tracing::debug!(node = format!("{:X}", pulse.node_id), error = %e, "pulse refused");
-        }
+        inbox.deliver(&buf)?;
     }
 }
 
@@ -343,6 +445,8 @@ fn spawn_sender(endpoint: String, mut stop: watch::Receiver<bool>) -> mpsc::Send
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
     use super::*;
 
     fn free_addr() -> SocketAddr {

@@ -34,6 +34,9 @@
 //! * `proxy`: requests and info commands carried to peers.
 //! * `report`: summary, peers, roles, bitmaps, counters.
 //! * `saved`: the partition versions of device namespaces, kept on disk across restarts.
+//!
+//! [`sim`] (feature `sim`) runs whole nodes on a simulated network under seeded faults; the
+//! `sim` binary runs its seeds.
 
 pub mod fabric;
 pub mod heartbeat;
@@ -52,11 +55,13 @@ mod replica;
 mod report;
 mod route;
 mod saved;
+#[cfg(feature = "sim")]
+pub mod sim;
 
 pub use heartbeat::HeartbeatConfig;
 pub use leave::LeaveOutcome;
 pub use membership::{ClusterView, Membership, MembershipConfig, NodeEndpoints};
-pub use node::{ClusterConfig, ClusterNode, ServiceHooks};
+pub use node::{ClusterConfig, ClusterNode, FabricStarter, ServiceHooks, Transports};
 pub use partition_table::{NodeId, PartitionTable};
 pub use proxy::PROXY_HOPS_MAX;
 pub use replica::{CommitLevel, WriteCopy, REPLICA_WRITE_DEADLINE_MS};

@@ -92,6 +92,8 @@ impl ClusterNode {
                 }
             }
             tokio::select! {
+                // In the order written, so that a simulated run replays exactly.
+                biased;
                 _ = woken => {}
                 _ = tokio::time::sleep(Duration::from_millis(MIGRATE_POLL_MS)) => {}
                 _ = stop.changed() => return,
@@ -167,6 +169,19 @@ impl ClusterNode {
                 merge: task.merge,
                 from_node: self.me,
             };
+            if progress.complete && !task.merge {
+                // The target takes over as master once it has this last batch: from now on,
+                // until this node knows it did, writes are refused here. A failed send keeps
+                // them refused (the target may have taken over all the same) until a resend
+                // or the target's announcement settles it, or a new view.
+                let mut st = self.state.write();
+                if st.key != key {
+                    return false;
+                }
+                if st.plans[task.ns].row(task.pid).owners.first() == Some(&task.target) {
+                    st.handoffs.insert((task.ns, task.pid));
+                }
+            }
             let timeout = Duration::from_millis(MIGRATE_BATCH_TIMEOUT_MS);
             if ack_result(self.fabric().request(task.addr, Body::MigrateRecords(msg), timeout).await).is_err() {
                 return false;
@@ -189,6 +204,7 @@ impl ClusterNode {
             let mut st = self.state.write();
             if st.key == key {
                 st.plans[task.ns].row_mut(task.pid).on_complete(task.target, task.version);
+                st.handoffs.remove(&(task.ns, task.pid));
             }
             drop(st);
             self.give_back_one(task.ns, task.pid);
@@ -243,6 +259,9 @@ impl ClusterNode {
             return ack(ResultCode::Parameter);
         }
         st.plans[ns].row_mut(c.partition_id as u16).on_complete(c.node_id, c.version);
+        if st.plans[ns].row(c.partition_id as u16).acting_master() != self.me {
+            st.handoffs.remove(&(ns, c.partition_id as u16));
+        }
         drop(st);
         self.give_back_one(ns, c.partition_id as u16);
         self.counters.partition_generation.fetch_add(1, Ordering::Relaxed);

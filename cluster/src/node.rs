@@ -22,7 +22,7 @@ use petrel_storage::namespace::ConflictResolution;
 use petrel_storage::Namespace;
 use tokio::sync::{watch, Notify, Semaphore};
 
-use crate::fabric::{Fabric, FabricError, FabricHandler};
+use crate::fabric::{Fabric, FabricError, FabricHandler, FabricTransport};
 use crate::heartbeat::{Heartbeat, HeartbeatConfig};
 use crate::partition_table::NodeId;
 use crate::plan::Plan;
@@ -52,6 +52,27 @@ pub trait ServiceHooks: Send + Sync + 'static {
     fn info(&self, line: &str) -> String;
 }
 
+/// Starts a fabric that serves peers' requests with the handler given.
+pub type FabricStarter = Box<
+    dyn FnOnce(
+            Arc<dyn FabricHandler>,
+        ) -> Pin<Box<dyn Future<Output = std::io::Result<Arc<dyn FabricTransport>>> + Send>>
+        + Send,
+>;
+
+/// What a node talks to its peers with: a fabric started around the node's request handler,
+/// and a heartbeat being started.
+pub struct Transports {
+    pub fabric: FabricStarter,
+    pub heartbeat: Pin<Box<dyn Future<Output = std::io::Result<Heartbeat>> + Send>>,
+}
+
+impl std::fmt::Debug for Transports {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Transports")
+    }
+}
+
 /// How to reach a member.
 #[derive(Debug, Clone)]
 pub(crate) struct Member {
@@ -68,12 +89,18 @@ pub(crate) struct State {
     /// Key of the installed plans.
     pub(crate) key: u64,
     pub(crate) members: Vec<NodeId>,
-    pub(crate) addrs: HashMap<NodeId, Member>,
+    /// Ordered, so that whatever is sent to every member goes out in one order.
+    pub(crate) addrs: BTreeMap<NodeId, Member>,
     /// Per namespace, in the node's namespace order; empty until the first view.
     pub(crate) plans: Vec<Plan>,
     /// Digests deleted on partitions this node is still receiving, so that a migration
     /// batch cannot bring them back.
     pub(crate) tombstones: HashMap<(usize, u16), HashSet<Digest>>,
+    /// Partitions (namespace, partition) this node, their acting master, is handing to the
+    /// table's master with the last batch of a migration: it takes no writes for them until
+    /// it knows the new master took over, so that two nodes never take writes for one
+    /// partition at once (the new master starts as soon as the last batch is in).
+    pub(crate) handoffs: HashSet<(usize, u16)>,
 }
 
 /// Per cluster key: per node, its versions per namespace (node's namespace order).
@@ -99,11 +126,13 @@ pub struct ClusterNode {
     pub(crate) restored: Mutex<Vec<bool>>,
     pub(crate) exchanges: Mutex<ExchangeBook>,
     pub(crate) exchange_arrived: Notify,
-    pub(crate) installed: watch::Sender<u64>,
+    /// Woken at each plan installed (a `Notify`, not a `watch`: its waiters wake in the order
+    /// they came, so that a simulated run replays).
+    pub(crate) installed: Notify,
     /// Migration work may be waiting (a partition completed, a push failed).
     pub(crate) work: Notify,
     pub(crate) background_copies: Arc<Semaphore>,
-    fabric: OnceLock<Arc<Fabric>>,
+    fabric: OnceLock<Arc<dyn FabricTransport>>,
     pub(crate) heartbeat: Mutex<Option<Heartbeat>>,
     hooks: OnceLock<Weak<dyn ServiceHooks>>,
     pub(crate) stop: watch::Sender<bool>,
@@ -165,6 +194,24 @@ pub(crate) fn ack_result(r: Result<FabricMessage, FabricError>) -> Result<(), Re
 impl ClusterNode {
     /// Binds the fabric and heartbeat ports and starts following the cluster.
     pub async fn start(config: ClusterConfig, namespaces: Vec<Arc<Namespace>>) -> std::io::Result<Arc<ClusterNode>> {
+        let listen = config.fabric_listen;
+        let heartbeat = config.heartbeat.clone();
+        let transports = Transports {
+            fabric: Box::new(move |handler| {
+                Box::pin(async move { Ok(Fabric::start(listen, handler).await? as Arc<dyn FabricTransport>) })
+            }),
+            heartbeat: Box::pin(async move { Heartbeat::start(heartbeat).await }),
+        };
+        ClusterNode::start_with(config, namespaces, transports).await
+    }
+
+    /// Starts a node on the transports given: the real ones ([`ClusterNode::start`]) or a
+    /// simulated network's (`crate::sim`).
+    pub async fn start_with(
+        config: ClusterConfig,
+        namespaces: Vec<Arc<Namespace>>,
+        transports: Transports,
+    ) -> std::io::Result<Arc<ClusterNode>> {
         let ns_index = namespaces.iter().enumerate().map(|(i, n)| (n.name().to_string(), i)).collect();
         let mut versions = vec![vec![0u64; PARTITIONS_COUNT]; namespaces.len()];
         let mut restored = vec![false; namespaces.len()];
@@ -190,7 +237,7 @@ impl ClusterNode {
             restored: Mutex::new(restored),
             exchanges: Mutex::new(BTreeMap::new()),
             exchange_arrived: Notify::new(),
-            installed: watch::channel(0).0,
+            installed: Notify::new(),
             work: Notify::new(),
             background_copies: Arc::new(Semaphore::new(BACKGROUND_COPIES_MAX)),
             fabric: OnceLock::new(),
@@ -199,9 +246,9 @@ impl ClusterNode {
             stop: watch::channel(false).0,
             counters: ClusterCounters::default(),
         });
-        let fabric = Fabric::start(config.fabric_listen, Arc::new(FabricSide(Arc::downgrade(&node)))).await?;
+        let fabric = (transports.fabric)(Arc::new(FabricSide(Arc::downgrade(&node)))).await?;
         let _ = node.fabric.set(fabric);
-        let heartbeat = Heartbeat::start(config.heartbeat.clone()).await?;
+        let heartbeat = transports.heartbeat.await?;
         let views = heartbeat.watch();
         *node.heartbeat.lock() = Some(heartbeat);
         tokio::spawn(Arc::clone(&node).follow_views(views, node.stop.subscribe()));
@@ -250,7 +297,7 @@ impl ClusterNode {
         }
     }
 
-    pub(crate) fn fabric(&self) -> &Arc<Fabric> {
+    pub(crate) fn fabric(&self) -> &Arc<dyn FabricTransport> {
         self.fabric.get().expect("the fabric starts before anything uses it")
     }
 

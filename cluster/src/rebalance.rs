@@ -2,7 +2,7 @@
 //! fabric addresses, exchange partition versions ([`crate::exchange`]), compute a [`Plan`]
 //! per namespace, install it, and start the migrations it calls for ([`crate::migrate`]).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -50,12 +50,16 @@ impl ClusterNode {
             } else if view.key != self.current_key() {
                 self.state.write().adopted_key = view.key;
                 tokio::select! {
+                    // In the order written, so that a simulated run replays exactly.
+                    biased;
                     _ = self.rebalance(&view, &views) => {}
                     _ = stop.changed() => return,
                 }
                 continue;
             }
             tokio::select! {
+                // In the order written, so that a simulated run replays exactly.
+                biased;
                 r = views.changed() => if r.is_err() { return },
                 _ = stop.changed() => return,
                 _ = tokio::time::sleep(Duration::from_millis(GIVE_BACK_SWEEP_MS)) => self.give_back(),
@@ -111,13 +115,14 @@ impl ClusterNode {
             st.addrs = addrs;
             st.tombstones.retain(|(ns, pid), _| plans.get(*ns).is_some_and(|p| !p.row(*pid).is_complete(self.me)));
             st.plans = plans;
+            st.handoffs.clear();
             if members_changed {
                 self.counters.peers_generation.fetch_add(1, Ordering::Relaxed);
             }
         }
         self.counters.cluster_generation.fetch_add(1, Ordering::Relaxed);
         self.counters.partition_generation.fetch_add(1, Ordering::Relaxed);
-        let _ = self.installed.send(key);
+        self.installed.notify_waiters();
         tracing::info!(
             key = format!("{key:X}"),
             members = view.members.len(),
@@ -159,8 +164,8 @@ impl ClusterNode {
         &self,
         view: &ClusterView,
         changed: impl Fn() -> bool,
-    ) -> Option<HashMap<crate::NodeId, Member>> {
-        let mut addrs = HashMap::new();
+    ) -> Option<BTreeMap<crate::NodeId, Member>> {
+        let mut addrs = BTreeMap::new();
         for _ in 0..ENDPOINTS_TRIES {
             addrs.clear();
             for &id in &view.members {

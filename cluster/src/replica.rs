@@ -34,6 +34,9 @@ pub const REPLICA_WRITE_DEADLINE_MS: u64 = 1_500;
 /// Pause before copies that were refused or lost are sent again: a plan being installed on
 /// the receiver needs a moment, and a copy sent again at once would be refused again.
 const REPLICA_WRITE_RETRY_PAUSE_MS: u64 = 20;
+/// How long a repair of copies that timed out keeps trying, and its pause between tries.
+const REPAIR_MS_MAX: u64 = 60_000;
+const REPAIR_PAUSE_MS: u64 = 200;
 
 /// Owners a write goes to, with their fabric address when known.
 type Targets = SmallVec<[(NodeId, Option<SocketAddr>); 4]>;
@@ -131,8 +134,56 @@ impl ClusterNode {
         self.send_copies(ns, &copy).await
     }
 
-    /// Sends `copy` until every other owner applied it; see the module comment.
+    /// Sends `copy` until every other owner applied it; see the module comment. A copy that
+    /// timed out while this node still masters the partition is repaired in the background.
     async fn send_copies(&self, ns: usize, copy: &WriteCopy) -> Result<(), ResultCode> {
+        let result = self.send_copies_until_deadline(ns, copy).await;
+        if result == Err(ResultCode::Timeout) {
+            self.repair_later(ns, *copy.digest());
+        }
+        result
+    }
+
+    /// An owner that did not take a write in time (paused, slow, or its answer was lost,
+    /// while the view stayed the same) would keep its older copy until the record's next
+    /// write or the next view: the copies would differ. The record as it stands now (or its
+    /// removal) is sent again, in the background, until every owner has it, this node no
+    /// longer masters the partition, or [`REPAIR_MS_MAX`] passes. Repairs share the bound of
+    /// background copies; past it a repair is dropped (counted) and the next view reconciles.
+    fn repair_later(&self, ns: usize, digest: Digest) {
+        let Some(node) = self.this.upgrade() else { return };
+        let Ok(permit) = Arc::clone(&self.background_copies).try_acquire_owned() else {
+            self.counters.replica_repairs_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        tokio::spawn(async move {
+            let _permit = permit;
+            let until = tokio::time::Instant::now() + Duration::from_millis(REPAIR_MS_MAX);
+            let pid = digest.partition_id();
+            while tokio::time::Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(REPAIR_PAUSE_MS)).await;
+                if node.copy_targets(ns, pid, &[]).is_none() {
+                    return;
+                }
+                let copy = match node.namespaces[ns].current_image(&digest) {
+                    Ok(Some((meta, set, image))) => WriteCopy::Record { digest, set, meta, image: image.into() },
+                    Ok(None) => WriteCopy::Delete { digest },
+                    Err(_) => return,
+                };
+                match node.send_copies_until_deadline(ns, &copy).await {
+                    Ok(()) => {
+                        node.counters.replica_repairs.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                    // Refused for good (too big, out of space): sending again changes nothing.
+                    Err(code) if code != ResultCode::Timeout => return,
+                    Err(_) => {}
+                }
+            }
+        });
+    }
+
+    async fn send_copies_until_deadline(&self, ns: usize, copy: &WriteCopy) -> Result<(), ResultCode> {
         let pid = copy.digest().partition_id();
         let deadline = tokio::time::Instant::now() + Duration::from_millis(REPLICA_WRITE_DEADLINE_MS);
         let name = self.namespaces[ns].name();

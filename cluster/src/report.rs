@@ -31,6 +31,10 @@ pub struct ClusterCounters {
     /// Writes that did not reach every owner.
     pub replica_writes_failed: AtomicU64,
     pub replica_writes_applied: AtomicU64,
+    /// Records sent again, in the background, to owners a write did not reach in time.
+    pub replica_repairs: AtomicU64,
+    /// Repairs not started: too many background copies at once (the next view reconciles).
+    pub replica_repairs_dropped: AtomicU64,
     pub partitions_dropped: AtomicU64,
 }
 

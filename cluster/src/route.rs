@@ -29,10 +29,11 @@ impl ClusterNode {
         let Some(plan) = st.plans.get(ns) else { return Route::Unavailable };
         let row = plan.row(pid);
         let master = row.acting_master();
-        if write && master == self.me && !row.merges_pending.is_empty() {
+        if write && master == self.me && (!row.merges_pending.is_empty() || st.handoffs.contains(&(ns, pid))) {
             // Copies of another lineage are still merging into this one: a write applied to
             // this copy now could be undone, record by record, by the merge's conflict
-            // resolution. Clients retry once the merge is in.
+            // resolution. Or the partition is being handed to its new master, which may
+            // already take writes. Clients retry once the merge or the handoff is done.
             return Route::Unavailable;
         }
         let local = if write { master == self.me } else { row.serves_reads(self.me) };
@@ -52,13 +53,15 @@ impl ClusterNode {
         if !in_transition(&self.state.read()) {
             return true;
         }
-        let mut installed = self.installed.subscribe();
         let deadline = tokio::time::Instant::now() + Duration::from_millis(TRANSITION_WAIT_MS);
         loop {
+            let installed = self.installed.notified();
+            tokio::pin!(installed);
+            installed.as_mut().enable();
             if !in_transition(&self.state.read()) {
                 return true;
             }
-            if tokio::time::timeout_at(deadline, installed.changed()).await.is_err() {
+            if tokio::time::timeout_at(deadline, installed).await.is_err() {
                 return false;
             }
         }

@@ -49,6 +49,14 @@ pub struct Pulse {
     /// The members of the sender's view that own nothing because they are leaving.
     #[prost(uint64, repeated, tag = "12")]
     pub leaving_members: Vec<u64>,
+    /// Random at each start of the sender: a node that restarted (under the node timeout,
+    /// unnoticed otherwise) shows a new one. 0 = not sent.
+    #[prost(uint64, tag = "13")]
+    pub boot_id: u64,
+    /// The boot id of each member when its view was decided, parallel to `members`: a view
+    /// decided before a member's restart does not hold that member's new life.
+    #[prost(uint64, repeated, tag = "14")]
+    pub member_boots: Vec<u64>,
 }
 
 #[cfg(test)]

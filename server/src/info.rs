@@ -425,7 +425,7 @@ fn statistics(node: &Node) -> String {
 migrate_partitions_remaining={};migrate_tx_partitions_remaining={};migrate_rx_partitions_remaining={};migrate_allowed=true;\
 migrate_records_sent={};migrate_records_received={};migrate_partitions_sent={};migrate_partitions_received={};\
 partitions_unsettled={};copies_to_give_back={};partitions_given_back={};replica_writes_sent={};replica_writes_failed={};replica_writes_applied={};\
-replication_failures={};proxied_in={};",
+replica_repairs={};replica_repairs_dropped={};replication_failures={};proxied_in={};",
                 sum.members.len(),
                 sum.key,
                 k.cluster_generation.load(Relaxed),
@@ -445,6 +445,8 @@ replication_failures={};proxied_in={};",
                 k.replica_writes_sent.load(Relaxed),
                 k.replica_writes_failed.load(Relaxed),
                 k.replica_writes_applied.load(Relaxed),
+                k.replica_repairs.load(Relaxed),
+                k.replica_repairs_dropped.load(Relaxed),
                 g(&c.replication_failures),
                 g(&c.proxied_in),
             );

@@ -55,9 +55,18 @@ pub struct ClusterView {
     pub key: u64,
     pub members: Vec<NodeId>,
     pub leaving: Vec<NodeId>,
+    /// Each member's boot id when the view was decided, parallel to `members` (empty, or 0
+    /// for a member: not known).
+    pub boots: Vec<u64>,
 }
 
 impl ClusterView {
+    /// The boot id the view holds for `id`, when it holds one.
+    fn boot_of(&self, id: NodeId) -> Option<u64> {
+        let i = self.members.iter().position(|&m| m == id)?;
+        self.boots.get(i).copied().filter(|&b| b != 0)
+    }
+
     pub fn principal(&self) -> Option<NodeId> {
         self.members.first().copied()
     }
@@ -95,6 +104,8 @@ struct Peer {
     service_endpoints: Vec<String>,
     /// The peer announces it is leaving.
     leaving: bool,
+    /// The peer's boot id (0: not sent).
+    boot_id: u64,
 }
 
 /// Where a member can be reached, as it advertises itself.
@@ -135,6 +146,8 @@ pub struct Membership {
     pub refused_cluster_name: u64,
     /// This node is leaving: its pulses say so, and as principal it lists itself leaving.
     leaving: bool,
+    /// Random at each start (never 0): peers tell a restart of this node by it.
+    boot_id: u64,
 }
 
 /// How many left views a node remembers: more than a principal could show it in the time it
@@ -171,6 +184,13 @@ impl Membership {
             stray_rekeys: 0,
             refused_cluster_name: 0,
             leaving: false,
+            // Mixed from the seed (SplitMix64's finaliser), never 0.
+            boot_id: {
+                let mut z = seed ^ 0x9e37_79b9_7f4a_7c15;
+                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                (z ^ (z >> 31)) | 1
+            },
         }
     }
 
@@ -360,11 +380,13 @@ impl Membership {
                     key: pulse.cluster_key,
                     members: pulse.members.clone(),
                     leaving: pulse.leaving_members.clone(),
+                    boots: pulse.member_boots.clone(),
                 },
                 heartbeat_endpoints: pulse.heartbeat_endpoints.clone(),
                 fabric_endpoints: pulse.fabric_endpoints.clone(),
                 service_endpoints: pulse.service_endpoints.clone(),
                 leaving: pulse.leaving,
+                boot_id: pulse.boot_id,
             },
         );
         Ok(())
@@ -443,7 +465,11 @@ impl Membership {
             // at its next quantum): adopting it again would bring back a plan the others
             // have moved past.
             let fresh = !self.left_keys.contains(&theirs.key);
-            if theirs.key == 0 || !fresh || !theirs.members.contains(&self.me) || theirs == self.view {
+            // A view decided before this node's start (it was a member in an earlier life, and
+            // restarted faster than the others could notice) is stale for it: its copies are
+            // gone. It stays out, advertising key 0, until its principal decides anew.
+            let earlier_life = theirs.boot_of(self.me).is_some_and(|b| b != self.boot_id);
+            if theirs.key == 0 || !fresh || !theirs.members.contains(&self.me) || theirs == self.view || earlier_life {
                 return None;
             }
             if self.would_leave_out_member(&theirs, principal, now_ms) {
@@ -474,11 +500,24 @@ impl Membership {
         }
         let stray = stray && self.stray_rekeys <= STRAY_REKEYS_MAX;
         let leaving: Vec<NodeId> = clique.iter().copied().filter(|&id| self.announces_leaving(id)).collect();
-        if clique != self.view.members || stray || leaving != self.view.leaving {
+        let boots: Vec<u64> =
+            clique.iter().map(|&id| if id == self.me { self.boot_id } else { self.boot_of_peer(id) }).collect();
+        // A member that restarted since the view was decided lost its copies: only a new view
+        // (and its exchange) counts it again.
+        let restarted = clique
+            .iter()
+            .zip(&boots)
+            .any(|(&id, &boot)| boot != 0 && self.view.boot_of(id).is_some_and(|held| held != boot));
+        if clique != self.view.members || stray || restarted || leaving != self.view.leaving {
             let key = self.new_key();
-            return Some(self.enter(ClusterView { key, members: clique, leaving }));
+            return Some(self.enter(ClusterView { key, members: clique, leaving, boots }));
         }
         None
+    }
+
+    /// The boot id peer `id` last sent (0: none).
+    fn boot_of_peer(&self, id: NodeId) -> u64 {
+        self.peers.get(&id).map_or(0, |p| p.boot_id)
     }
 
     /// The pulse to send now.
@@ -504,6 +543,8 @@ impl Membership {
             members: self.view.members.clone(),
             leaving: self.leaving,
             leaving_members: self.view.leaving.clone(),
+            boot_id: self.boot_id,
+            member_boots: self.view.boots.clone(),
         }
     }
 }

@@ -345,7 +345,7 @@ fn a_member_that_left_the_view_brings_a_new_one() {
     let mut sim = Sim::new(&[A, B, C], "prod");
     sim.run_until(10_000, |s| s.agree(&[0, 1, 2], &[C, B, A]));
     let old = sim.nodes[0].view().key;
-    sim.nodes[0].enter(ClusterView { key: 0x5E1F, members: vec![A], leaving: vec![] });
+    sim.nodes[0].enter(ClusterView { key: 0x5E1F, members: vec![A], leaving: vec![], boots: vec![] });
     sim.run_until(4 * sim.nodes[0].config.quantum_ms, |s| s.agree(&[0, 1, 2], &[C, B, A]));
     assert_ne!(sim.nodes[0].view().key, old);
 }

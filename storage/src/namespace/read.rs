@@ -1,4 +1,5 @@
-//! Reads: a record's selected bins handed out under its sprig lock, and existence checks.
+//! Reads: a record's selected bins handed out under its sprig lock, a record's whole current
+//! image (for copies), and existence checks.
 
 use petrel_proto::Digest;
 
@@ -57,6 +58,22 @@ impl<E: StorageEngine> Namespace<E> {
             }
         }
         Ok(meta)
+    }
+
+    /// A live record as it stands, whole: its metadata, its set's name and its image (what a
+    /// copy to another node carries); None when there is no live record.
+    pub fn current_image(&self, digest: &Digest) -> Result<Option<(RecordMeta, Vec<u8>, Vec<u8>)>, StorageError> {
+        let now_secs = self.clock.now_secs();
+        let mut tree = self.partitions[digest.partition_id() as usize].lock(digest);
+        let Some(h) = self.find_live(&mut tree, digest, now_secs) else { return Ok(None) };
+        let entry = tree.entry(h);
+        let loc = entry.loc().ok_or(StorageError::Internal("live entry without data"))?;
+        let mut scratch = Vec::new();
+        let image = self.engine.read(loc, &mut scratch)?.to_vec();
+        let (meta, set_id) = (RecordMeta::of(entry), entry.set_id());
+        drop(tree);
+        let set = if set_id == 0 { Vec::new() } else { self.set_name(set_id).unwrap_or_default() };
+        Ok(Some((meta, set, image)))
     }
 
     /// Whether a live record exists, and its metadata.
