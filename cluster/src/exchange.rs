@@ -51,13 +51,20 @@ impl ClusterNode {
         changed: impl Fn() -> bool,
     ) -> Option<VersionBook> {
         let restored = self.restored.lock().clone();
-        let mine: Vec<HeldVersions> = self
-            .versions
-            .lock()
-            .iter()
-            .zip(restored)
-            .map(|(v, restored)| HeldVersions { versions: v.clone(), restored })
-            .collect();
+        let mine: Vec<HeldVersions> = {
+            let mut versions = self.versions.lock();
+            // A partition with copies still on their way holds writes its other copies may
+            // never get: reported as diverged, so that the plan merges it rather than counting
+            // the copies equal.
+            for (v, in_flight) in versions.iter_mut().zip(&self.copies_in_flight) {
+                for (pid, n) in in_flight.iter().enumerate() {
+                    if n.load(std::sync::atomic::Ordering::Acquire) > 0 {
+                        v[pid] = crate::plan::diverged_version(v[pid]);
+                    }
+                }
+            }
+            versions.iter().zip(restored).map(|(v, restored)| HeldVersions { versions: v.clone(), restored }).collect()
+        };
         self.record_exchange(key, self.me, mine.clone());
         let exchange = Exchange {
             cluster_key: key,

@@ -29,8 +29,10 @@ const MIGRATE_BATCH_BYTES: usize = 4 << 20;
 /// Pause before a partition whose sending failed is tried again (a peer that is gone leaves
 /// the view meanwhile, and the new plan no longer owes it anything).
 const MIGRATE_RETRY_PAUSE_MS: u64 = 500;
-/// How often the migration loop looks at what is owed when nothing wakes it.
+/// How often the migration loop looks at what is owed when nothing wakes it, and how long it
+/// lets wake-ups gather before it looks.
 const MIGRATE_POLL_MS: u64 = 500;
+const MIGRATE_COALESCE_MS: u64 = 25;
 /// Tries to tell a member that a partition is complete here, the time each may take, and
 /// the pause between them: a minute in all, by which time a member that still has not taken
 /// it is gone (and a new view starts a new exchange anyway).
@@ -91,12 +93,18 @@ impl ClusterNode {
                     });
                 }
             }
-            tokio::select! {
+            let was_woken = tokio::select! {
                 // In the order written, so that a simulated run replays exactly.
                 biased;
-                _ = woken => {}
-                _ = tokio::time::sleep(Duration::from_millis(MIGRATE_POLL_MS)) => {}
+                _ = woken => true,
+                _ = tokio::time::sleep(Duration::from_millis(MIGRATE_POLL_MS)) => false,
                 _ = stop.changed() => return,
+            };
+            if was_woken {
+                // Completions come in bursts (every partition of a view change, on every
+                // member): one look at the plan per burst, not one per partition, which
+                // cost a scan of every partition each time.
+                tokio::time::sleep(Duration::from_millis(MIGRATE_COALESCE_MS)).await;
             }
         }
     }
@@ -204,7 +212,11 @@ impl ClusterNode {
             let mut st = self.state.write();
             if st.key == key {
                 st.plans[task.ns].row_mut(task.pid).on_complete(task.target, task.version);
-                st.handoffs.remove(&(task.ns, task.pid));
+                // Handed over once the new master is complete here too (another owner's
+                // completion leaves a handoff to the master in flight).
+                if st.plans[task.ns].row(task.pid).acting_master() != self.me {
+                    st.handoffs.remove(&(task.ns, task.pid));
+                }
             }
             drop(st);
             self.give_back_one(task.ns, task.pid);

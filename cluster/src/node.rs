@@ -109,7 +109,7 @@ pub(crate) type ExchangeBook = BTreeMap<u64, crate::exchange::VersionBook>;
 /// Copies sent in the background at once (writes with commit level "master"). Past this a
 /// write waits for its own copies, which slows writers down instead of queueing copies
 /// without bound.
-const BACKGROUND_COPIES_MAX: usize = 4096;
+pub(crate) const BACKGROUND_COPIES_MAX: usize = 4096;
 
 /// This node's cluster layer.
 pub struct ClusterNode {
@@ -132,6 +132,8 @@ pub struct ClusterNode {
     /// Migration work may be waiting (a partition completed, a push failed).
     pub(crate) work: Notify,
     pub(crate) background_copies: Arc<Semaphore>,
+    /// Per namespace, per partition: writes whose copies are still on their way.
+    pub(crate) copies_in_flight: Vec<Arc<[std::sync::atomic::AtomicU32]>>,
     fabric: OnceLock<Arc<dyn FabricTransport>>,
     pub(crate) heartbeat: Mutex<Option<Heartbeat>>,
     hooks: OnceLock<Weak<dyn ServiceHooks>>,
@@ -213,6 +215,7 @@ impl ClusterNode {
         transports: Transports,
     ) -> std::io::Result<Arc<ClusterNode>> {
         let ns_index = namespaces.iter().enumerate().map(|(i, n)| (n.name().to_string(), i)).collect();
+        let ns_count = namespaces.len();
         let mut versions = vec![vec![0u64; PARTITIONS_COUNT]; namespaces.len()];
         let mut restored = vec![false; namespaces.len()];
         // Namespaces whose records outlive the process report the versions they held.
@@ -240,6 +243,9 @@ impl ClusterNode {
             installed: Notify::new(),
             work: Notify::new(),
             background_copies: Arc::new(Semaphore::new(BACKGROUND_COPIES_MAX)),
+            copies_in_flight: (0..ns_count)
+                .map(|_| (0..PARTITIONS_COUNT).map(|_| std::sync::atomic::AtomicU32::new(0)).collect())
+                .collect(),
             fabric: OnceLock::new(),
             heartbeat: Mutex::new(None),
             hooks: OnceLock::new(),

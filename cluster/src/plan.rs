@@ -54,6 +54,18 @@ pub fn merged_version(version: u64, cluster_key: u64) -> u64 {
     mix(version ^ 0x6D65_7267_6564, cluster_key)
 }
 
+/// The version a master's copy reports once a write applied to it did not reach every other
+/// owner (a copy timed out, in doubt): the copies may differ now, though their versions are
+/// equal. Reported under this version, the master's copy is merged at the next view instead
+/// of being taken for the same as the others'.
+pub fn diverged_version(version: u64) -> u64 {
+    if version == 0 {
+        0
+    } else {
+        mix(version ^ 0x6469_7665_7267_6564, 0x5EED)
+    }
+}
+
 /// The version a copy reports once it stops taking writes: a holder that is neither an owner
 /// nor the source under the view with `cluster_key` gets no write of that view, so from the
 /// moment the plan is installed its copy falls behind the owners' while its version would

@@ -111,6 +111,33 @@ pub(crate) fn stored_copy(copy: &RecordCopy) -> Result<StoredCopy<'_>, ResultCod
 }
 
 impl ClusterNode {
+    /// Whether copies are on their way, or being repaired, on this node.
+    pub fn copies_busy(&self) -> bool {
+        self.background_copies.available_permits() < crate::node::BACKGROUND_COPIES_MAX
+            || self.copies_in_flight.iter().any(|ns| ns.iter().any(|n| n.load(Ordering::Acquire) > 0))
+    }
+}
+
+/// Counts a write's copies as on their way, per partition, while it lives.
+struct InFlight {
+    counters: Arc<[std::sync::atomic::AtomicU32]>,
+    pid: u16,
+}
+
+impl InFlight {
+    fn new(counters: &Arc<[std::sync::atomic::AtomicU32]>, pid: u16) -> InFlight {
+        counters[pid as usize].fetch_add(1, Ordering::AcqRel);
+        InFlight { counters: Arc::clone(counters), pid }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.counters[self.pid as usize].fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl ClusterNode {
     /// Hands the outcome of a write applied here, on partition `copy.digest()` of namespace
     /// `ns`, to the partition's other owners. With [`CommitLevel::All`] it returns once every
     /// one applied it, or with the error that kept one from it; with [`CommitLevel::Master`]
@@ -120,24 +147,40 @@ impl ClusterNode {
         if ns >= self.namespaces.len() {
             return Err(ResultCode::Namespace);
         }
+        // Counted before anything waits: an exchange that starts meanwhile reports this
+        // partition as diverged (the copies may not all get this write).
+        let in_flight = InFlight::new(&self.copies_in_flight[ns], copy.digest().partition_id());
         if commit == CommitLevel::Master {
             let permit = Arc::clone(&self.background_copies).try_acquire_owned();
             if let (Ok(permit), Some(node)) = (permit, self.this.upgrade()) {
+                let counter = Arc::clone(&self.copies_in_flight[ns]);
+                let pid = in_flight.pid;
+                drop(in_flight);
+                let moved = InFlight::new(&counter, pid);
                 tokio::spawn(async move {
                     // The client has its answer; a failure shows in the counters and the log.
                     let _ = node.send_copies(ns, &copy).await;
-                    drop(permit);
+                    drop((permit, moved));
                 });
                 return Ok(());
             }
         }
-        self.send_copies(ns, &copy).await
+        let result = self.send_copies(ns, &copy).await;
+        drop(in_flight);
+        result
     }
 
     /// Sends `copy` until every other owner applied it; see the module comment. A copy that
     /// timed out while this node still masters the partition is repaired in the background.
     async fn send_copies(&self, ns: usize, copy: &WriteCopy) -> Result<(), ResultCode> {
         let result = self.send_copies_until_deadline(ns, copy).await;
+        if result.is_err() {
+            // Applied here, not on every owner: this copy is no longer the others' version.
+            let pid = copy.digest().partition_id() as usize;
+            if let Some(v) = self.versions.lock().get_mut(ns).and_then(|v| v.get_mut(pid)) {
+                *v = crate::plan::diverged_version(*v);
+            }
+        }
         if result == Err(ResultCode::Timeout) {
             self.repair_later(ns, *copy.digest());
         }
@@ -166,7 +209,9 @@ impl ClusterNode {
                     return;
                 }
                 let copy = match node.namespaces[ns].current_image(&digest) {
-                    Ok(Some((meta, set, image))) => WriteCopy::Record { digest, set, meta, image: image.into() },
+                    Ok(Some(now)) => {
+                        WriteCopy::Record { digest, set: now.set, meta: now.meta, image: now.image.into() }
+                    }
                     Ok(None) => WriteCopy::Delete { digest },
                     Err(_) => return,
                 };

@@ -101,7 +101,10 @@ pub struct ClusterSettings {
     pub heartbeat_interval_ms: u64,
     /// Missed pulses after which a peer is dead.
     pub heartbeat_timeout: u64,
-    /// Which copy of a record wins when copies differ: `generation` or `last-update-time`.
+    /// Which copy of a record wins when copies differ: `last-update-time` (the default) or
+    /// `generation` (Aerospike's default). After a split, a side that held no copy of a
+    /// partition starts its records at generation 1; by generation, older copies from the
+    /// other side would beat its acknowledged writes at the merge.
     pub conflict_resolution: String,
     /// Partitions a node sends at once during migrations.
     pub migrate_threads: usize,
@@ -119,7 +122,7 @@ impl Default for ClusterSettings {
             advertise: String::new(),
             heartbeat_interval_ms: 150,
             heartbeat_timeout: 10,
-            conflict_resolution: "generation".into(),
+            conflict_resolution: "last-update-time".into(),
             migrate_threads: 4,
             leave_grace_secs: 30,
         }

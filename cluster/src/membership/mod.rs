@@ -256,6 +256,18 @@ impl Membership {
         }
     }
 
+    /// The principal of this node's view advertises a newer view without it: this node was
+    /// left out (it was unreachable a moment, as in a short split) and its view is stale. It
+    /// leaves it at once, taking no writes, instead of acting as a member (and as master of
+    /// its partitions beside the others' new masters) until the principal takes it in again
+    /// at its next quantum. A view this node was in before is an older one, not evidence.
+    fn evicted(&mut self, now_ms: u64) -> Option<ClusterView> {
+        let principal = self.view.principal().filter(|&p| p != self.me && self.view.key != 0)?;
+        let theirs = &self.peers.get(&principal).filter(|p| self.is_alive(p, now_ms))?.view;
+        let newer = theirs.key != 0 && theirs.key != self.view.key && !self.left_keys.contains(&theirs.key);
+        (newer && !theirs.members.contains(&self.me)).then(|| self.enter(ClusterView::default()))
+    }
+
     fn alive(&self, id: NodeId, now_ms: u64) -> bool {
         self.peers.get(&id).is_some_and(|p| self.is_alive(p, now_ms))
     }
@@ -457,6 +469,9 @@ impl Membership {
         // are peers themselves), so pulses cannot grow the table without bound.
         let peers = &self.peers;
         self.learned.retain(|id, _| peers.contains_key(id) || peers.values().any(|p| p.adjacency.contains(id)));
+        if let Some(evicted) = self.evicted(now_ms) {
+            return Some(evicted);
+        }
         let clique = self.clique(now_ms);
         let principal = clique[0];
         if principal != self.me {

@@ -1,5 +1,6 @@
 //! The simulated network: every node's fabric requests and heartbeat pulses pass through one
-//! [`SimNet`], which delays them (so they reorder), loses and duplicates some, honours one-way
+//! [`SimNet`], which delays them (so they reorder, except pulses on one link, which keep
+//! their order as on their TCP connection), loses and duplicates some, honours one-way
 //! and two-way cuts, holds what is sent to a paused node until it runs again, and refuses
 //! connections to a node that is down. Every choice comes from one seeded generator, drawn in
 //! the order the single-threaded runtime runs the senders, so a seed replays exactly.
@@ -27,7 +28,7 @@ impl Rng {
         Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -35,7 +36,7 @@ impl Rng {
     }
 
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.next_u64() % n.max(1)
     }
 
     pub fn chance(&mut self, per_million: u64) -> bool {
@@ -103,6 +104,9 @@ struct NetState {
     weather: Weather,
     /// Messages handed over, for the run's report.
     delivered: u64,
+    /// Per link: when its last pulse is due. Pulses on one link arrive in the order sent, as
+    /// on the TCP connection that carries them; links differ in their delays.
+    pulse_due: Vec<Vec<tokio::time::Instant>>,
 }
 
 /// The network all simulated nodes share.
@@ -132,11 +136,12 @@ impl SimNet {
     pub fn new(nodes: usize, seed: u64) -> Arc<SimNet> {
         Arc::new(SimNet {
             state: Mutex::new(NetState {
-                rng: Rng::new(seed ^ 0x5eed_0f_7e7),
+                rng: Rng::new(seed ^ 0x0005_eed0_f7e7),
                 ports: (0..nodes).map(|_| Port { life: 0, up: false, handler: None, inbox: None }).collect(),
                 link: vec![vec![true; nodes]; nodes],
                 weather: Weather { delay_ms_max: 2, loss_per_million: 0, duplicate_per_million: 0 },
                 delivered: 0,
+                pulse_due: vec![vec![tokio::time::Instant::now(); nodes]; nodes],
             }),
             running: (0..nodes).map(|_| Arc::new(RunGate::default())).collect(),
         })
@@ -348,10 +353,16 @@ impl PulseOut for SimPulses {
                     Fate::After(ms) => ms,
                     Fate::Lost | Fate::Refused => continue,
                 };
+                let due = {
+                    let mut st = self.net.state.lock();
+                    let due = (tokio::time::Instant::now() + Duration::from_millis(ms)).max(st.pulse_due[self.me][to]);
+                    st.pulse_due[self.me][to] = due;
+                    due
+                };
                 let (net, life, bytes) = (Arc::clone(&self.net), self.life, frame[4.min(frame.len())..].to_vec());
                 let me = self.me;
                 tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    tokio::time::sleep_until(due).await;
                     net.wait_running(to).await;
                     if !net.alive(me, life) {
                         return;

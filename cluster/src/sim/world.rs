@@ -33,8 +33,13 @@ const CLIENTS: u64 = 4;
 const CLIENT_TIMEOUT_MS: u64 = 2_000;
 /// After the faults: how long every node has to install one plan and settle.
 const SETTLE_MS_MAX: u64 = 90_000;
+/// How long two nodes that hear each other may both take writes for one partition (a view
+/// change in flight).
+const DUAL_MASTER_MS_MAX: u64 = 1_000;
+/// Steps between the checks of nodes that hear each other.
+const CONNECTED_CHECK_STEPS: usize = 5;
 /// Steps between the checks of masters.
-const MASTER_CHECK_STEPS: usize = 50;
+const MASTER_CHECK_STEPS: usize = 100;
 const SET: &[u8] = b"sim";
 
 /// What a run did.
@@ -113,6 +118,13 @@ struct World {
     client_reach: Mutex<Vec<bool>>,
     next_value: AtomicU64,
     stop_clients: AtomicBool,
+    /// A cut (split or one-way) healed and the sides have not merged yet.
+    healing_cut: AtomicBool,
+    /// Until when a healed cut may still split the cluster: a node cut off just past the node
+    /// timeout may decide a view of its own a quantum after the heal.
+    healing_until_ms: AtomicU64,
+    /// The partitions of the clients' keys.
+    client_pids: Vec<u16>,
     report: Mutex<Report>,
     started: tokio::time::Instant,
 }
@@ -151,6 +163,14 @@ impl World {
             client_reach: Mutex::new(vec![true; NODES]),
             next_value: AtomicU64::new(1),
             stop_clients: AtomicBool::new(false),
+            healing_cut: AtomicBool::new(false),
+            healing_until_ms: AtomicU64::new(0),
+            client_pids: {
+                let mut pids: Vec<u16> = (0..KEYS).map(|k| digest(k).partition_id()).collect();
+                pids.sort_unstable();
+                pids.dedup();
+                pids
+            },
             report: Mutex::new(Report { seed, ..Report::default() }),
             started: tokio::time::Instant::now(),
         })
@@ -186,13 +206,18 @@ impl World {
         let config = ClusterConfig {
             heartbeat: heartbeat.clone(),
             fabric_listen: net::fabric_addr(i),
-            conflict_resolution: ConflictResolution::LastUpdateTime,
+            // The default, what users run; `PETREL_SIM_CONFLICT=generation` for the other.
+            conflict_resolution: if std::env::var("PETREL_SIM_CONFLICT").as_deref() == Ok("generation") {
+                ConflictResolution::Generation
+            } else {
+                ConflictResolution::default()
+            },
             migrate_parallelism: 4,
             state_dir: None,
         };
         let (fabric, pulses) = (self.net.fabric_for(i, life), self.net.pulses_for(i, life));
         let running = self.net.run_gate(i);
-        let random = self.rng.lock().next();
+        let random = self.rng.lock().next_u64();
         let net = Arc::clone(&self.net);
         let seeds = Arc::new(Mutex::new(heartbeat.seeds.clone()));
         let listen = heartbeat.listen;
@@ -236,9 +261,16 @@ impl World {
         self.wait_settled(SETTLE_MS_MAX).await.map_err(|e| format!("seed {}: forming: {e}", self.seed))?;
         let clients: Vec<_> = (0..CLIENTS).map(|c| tokio::spawn(Arc::clone(self).client(c))).collect();
         let mut disruption = Disruption::None;
+        let mut watched = Vec::new();
+        let mut dual_since = BTreeMap::new();
         for step in 0..steps {
             disruption = self.schedule(disruption).await?;
             tokio::time::sleep(Duration::from_millis(STEP_MS)).await;
+            self.watch_key(&mut watched);
+            if step % CONNECTED_CHECK_STEPS == 0 {
+                self.check_connected_masters(&mut dual_since)
+                    .map_err(|e| format!("seed {} step {step}: {e}", self.seed))?;
+            }
             if step % MASTER_CHECK_STEPS == 0 {
                 self.check_masters().map_err(|e| format!("seed {} step {step}: {e}", self.seed))?;
             }
@@ -253,6 +285,7 @@ impl World {
         }
         self.wait_settled(SETTLE_MS_MAX).await.map_err(|e| format!("seed {}: after the faults: {e}", self.seed))?;
         self.client_reach.lock().iter_mut().for_each(|r| *r = true);
+        self.wait_copies_landed(SETTLE_MS_MAX).await.map_err(|e| format!("seed {}: at the end: {e}", self.seed))?;
         self.check_masters().map_err(|e| format!("seed {}: at the end: {e}", self.seed))?;
         self.check_records().map_err(|e| format!("seed {}: at the end: {e}", self.seed))?;
         let mut report = self.report.lock().clone();
@@ -274,7 +307,7 @@ impl World {
                 2 => Weather { delay_ms_max: 10, loss_per_million: 30_000, duplicate_per_million: 20_000 },
                 _ => Weather { delay_ms_max: 120, loss_per_million: 10_000, duplicate_per_million: 0 },
             });
-            (weather, rng.next())
+            (weather, rng.next_u64())
         };
         if let Some(w) = weather {
             trace!(self, "weather {w:?}");
@@ -292,11 +325,15 @@ impl World {
             self.end_disruption(current).await?;
             return Ok(Disruption::None);
         }
-        if current != Disruption::None || !self.settled() {
+        let start = draw % 1_000 < 15;
+        let restricted = self.client_reach.lock().iter().any(|r| !r) || self.healing_cut.load(Ordering::Relaxed);
+        // `settled` looks at every partition of every node: only when it matters.
+        if current != Disruption::None || !(start || restricted) || !self.settled() {
             return Ok(current);
         }
         self.client_reach.lock().iter_mut().for_each(|r| *r = true);
-        if draw % 1_000 >= 15 {
+        self.healing_cut.store(false, Ordering::Relaxed);
+        if !start {
             return Ok(current);
         }
         let started = self.start_disruption(now).await;
@@ -305,16 +342,22 @@ impl World {
     }
 
     async fn start_disruption(&self, now: u64) -> Disruption {
+        let d = self.draw_disruption(now);
+        if let Disruption::Crashed { node, .. } = d {
+            self.crash(node).await;
+        }
+        d
+    }
+
+    /// Draws the next disruption and starts it (a crash is left to the caller).
+    fn draw_disruption(&self, now: u64) -> Disruption {
         let mut rng = self.rng.lock();
         let node = rng.below(NODES as u64) as usize;
         let mut report = self.report.lock();
         match rng.below(4) {
             0 => {
                 report.crashes += 1;
-                drop((report, rng));
-                self.crash(node).await;
-                let until_ms = now + 200 + self.rng.lock().below(4_000);
-                Disruption::Crashed { node, until_ms }
+                Disruption::Crashed { node, until_ms: now + 200 + rng.below(4_000) }
             }
             1 => {
                 report.pauses += 1;
@@ -360,10 +403,22 @@ impl World {
             Disruption::Paused { node, .. } => self.net.set_running(node, true),
             // Clients stay on their side until the sides merged: a write to the other side
             // before that is a write on both sides, which AP mode cannot keep.
-            Disruption::Split { .. } => self.net.heal(),
-            Disruption::OneWay { from, to, .. } => self.net.set_link(from, to, true),
+            Disruption::Split { .. } => {
+                self.net.heal();
+                self.cut_healed();
+            }
+            Disruption::OneWay { from, to, .. } => {
+                self.net.set_link(from, to, true);
+                self.cut_healed();
+            }
         }
         Ok(())
+    }
+
+    fn cut_healed(&self) {
+        self.healing_cut.store(true, Ordering::Relaxed);
+        let quantum_ms = MembershipConfig::new("sim").quantum_ms;
+        self.healing_until_ms.store(self.now_ms() + 2 * quantum_ms, Ordering::Relaxed);
     }
 
     /// Every node up, running and reachable, all with one installed plan of a view of all
@@ -380,11 +435,14 @@ impl World {
             if st.key == 0 || st.adopted_key != st.key || st.members.len() != NODES || st.plans.is_empty() {
                 return false;
             }
-            if *key.get_or_insert(st.key) != st.key || st.plans.iter().any(|p| p.unsettled() != 0) {
+            if *key.get_or_insert(st.key) != st.key {
                 return false;
             }
         }
-        (0..NODES).all(|a| (0..NODES).all(|b| self.net.link(a, b)))
+        if !(0..NODES).all(|a| (0..NODES).all(|b| self.net.link(a, b))) {
+            return false;
+        }
+        nodes.iter().flatten().all(|n| n.state.read().plans.iter().all(|p| p.rows.iter().all(|r| r.is_settled())))
     }
 
     async fn wait_settled(&self, limit_ms: u64) -> Result<(), String> {
@@ -396,6 +454,21 @@ impl World {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Ok(())
+    }
+
+    /// Waits (bounded) until no node has copies on their way or repairs running.
+    async fn wait_copies_landed(&self, limit_ms: u64) -> Result<(), String> {
+        let deadline = self.now_ms() + limit_ms;
+        loop {
+            let busy = self.nodes.lock().iter().flatten().any(|n| n.copies_busy());
+            if !busy {
+                return Ok(());
+            }
+            if self.now_ms() >= deadline {
+                return Err(format!("copies still on their way after {limit_ms} ms"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     fn describe(&self) -> String {
@@ -418,6 +491,88 @@ impl World {
             })
             .collect();
         parts.join("; ")
+    }
+
+    /// With `PETREL_SIM_WATCH=<key>` (and tracing on): prints each node's installed key,
+    /// plan row and copy of that key whenever one of them changes.
+    fn watch_key(&self, last: &mut Vec<String>) {
+        static WATCH: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+        let Some(k) = *WATCH.get_or_init(|| std::env::var("PETREL_SIM_WATCH").ok().and_then(|v| v.parse().ok())) else {
+            return;
+        };
+        let d = digest(k);
+        let nodes = self.nodes.lock().clone();
+        let now: Vec<String> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| match n {
+                None => format!("n{i} down"),
+                Some(n) => {
+                    let st = n.state.read();
+                    let pid = std::env::var("PETREL_SIM_WATCH_PID").ok().and_then(|v| v.parse().ok());
+                    let pid = pid.unwrap_or(d.partition_id());
+                    let row = st.plans.first().map(|p| p.row(pid).clone());
+                    let handoff = st.handoffs.contains(&(0, pid));
+                    let local = n.route(0, pid, true) == Route::Local;
+                    let meta = n.namespaces[0].exists(&d).ok().map(|m| (m.generation, m.lut_ms % 1_000_000));
+                    let value = read_value(&n.namespaces[0], &d).ok().flatten();
+                    drop(st);
+                    let st = n.state.read();
+                    format!(
+                        "n{i} key {:X}/{:X} running {} {value:?} {meta:?} handoff {handoff} writes {local} {row:?}",
+                        st.key,
+                        st.adopted_key,
+                        self.net.is_running(i)
+                    )
+                }
+            })
+            .collect();
+        for (i, line) in now.iter().enumerate() {
+            if last.get(i) != Some(line) {
+                trace!(self, "watch {line}");
+            }
+        }
+        *last = now;
+    }
+
+    /// Two running nodes that hear each other (links up both ways) never both take writes
+    /// for a partition the clients write for longer than [`DUAL_MASTER_MS_MAX`]: a view change
+    /// reaches every member within a few heartbeats, while a node that wrongly formed a
+    /// cluster of its own (after a pause) or was left out of a view (at a join) takes writes
+    /// beside the others for a quantum or more. Nodes on two sides of a cut are not compared.
+    fn check_connected_masters(&self, since: &mut BTreeMap<(u16, usize, usize), u64>) -> Result<(), String> {
+        if self.healing_cut.load(Ordering::Relaxed) || self.now_ms() < self.healing_until_ms.load(Ordering::Relaxed) {
+            // Two clusters formed on the two sides of a cut take writes until they merge, a
+            // quantum or two after it heals: AP by design (clients stay on one side).
+            since.clear();
+            return Ok(());
+        }
+        let nodes = self.nodes.lock().clone();
+        let now = self.now_ms();
+        let mut seen = Vec::new();
+        for &pid in &self.client_pids {
+            let masters: Vec<usize> = (0..NODES)
+                .filter(|&i| self.net.is_running(i))
+                .filter(|&i| nodes[i].as_ref().is_some_and(|n| takes_writes(n, pid)))
+                .collect();
+            for (x, &a) in masters.iter().enumerate() {
+                for &b in &masters[x + 1..] {
+                    if self.net.link(a, b) && self.net.link(b, a) {
+                        let start = *since.entry((pid, a, b)).or_insert(now);
+                        if now - start > DUAL_MASTER_MS_MAX {
+                            return Err(format!(
+                                "n{a} and n{b} hear each other and both took writes for partition {pid} for {} ms ({})",
+                                now - start,
+                                self.describe()
+                            ));
+                        }
+                        seen.push((pid, a, b));
+                    }
+                }
+            }
+        }
+        since.retain(|k, _| seen.contains(k));
+        Ok(())
     }
 
     /// Among running nodes holding one cluster key, at most one takes writes for each
@@ -495,7 +650,7 @@ impl World {
     /// One client: writes its keys one after another through the node it reaches, as a smart
     /// client would (to the master; once more to the master the node names).
     async fn client(self: Arc<Self>, c: u64) {
-        let mut rng = Rng::new(self.seed ^ (c + 1) * 0x1234_5678_9abc);
+        let mut rng = Rng::new(self.seed ^ ((c + 1) * 0x1234_5678_9abc));
         while !self.stop_clients.load(Ordering::Relaxed) {
             let k = c + CLIENTS * rng.below(KEYS / CLIENTS);
             let value = self.next_value.fetch_add(1, Ordering::Relaxed) as i64;
@@ -575,6 +730,16 @@ enum Outcome {
     /// Refused before anything was applied.
     Failed,
     InDoubt,
+}
+
+/// Whether `node` would apply a write for partition `pid` now: its view's plan is installed
+/// (what [`ClusterNode::wait_for_plan`] waits for) and it is the partition's writing master.
+fn takes_writes(node: &ClusterNode, pid: u16) -> bool {
+    let installed = {
+        let st = node.state.read();
+        st.adopted_key == st.key && !st.plans.is_empty()
+    };
+    installed && node.route(0, pid, true) == Route::Local
 }
 
 fn read_value(ns: &Namespace, d: &Digest) -> Result<Option<i64>, String> {

@@ -28,9 +28,11 @@ pub struct RecordCopy<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ConflictResolution {
     /// Higher generation, then later last-update time (Aerospike's default).
-    #[default]
     Generation,
-    /// Later last-update time, then higher generation.
+    /// Later last-update time, then higher generation: Petrel's default, under which writes
+    /// made on one side of a split are kept even where that side held no copy before (its
+    /// records start at generation 1 there).
+    #[default]
     LastUpdateTime,
 }
 

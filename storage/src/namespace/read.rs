@@ -10,6 +10,14 @@ use crate::ops::ReadSelect;
 use crate::record::{BinRef, ImageView};
 use crate::StorageError;
 
+/// A record as it stands: its metadata, its set's name (empty: none) and its image.
+#[derive(Debug, Clone)]
+pub struct CurrentImage {
+    pub meta: RecordMeta,
+    pub set: Vec<u8>,
+    pub image: Vec<u8>,
+}
+
 impl<E: StorageEngine> Namespace<E> {
     /// Reads a record, handing each selected bin to `sink` while the record is locked (so a
     /// caller can copy it straight into its answer).
@@ -60,9 +68,9 @@ impl<E: StorageEngine> Namespace<E> {
         Ok(meta)
     }
 
-    /// A live record as it stands, whole: its metadata, its set's name and its image (what a
-    /// copy to another node carries); None when there is no live record.
-    pub fn current_image(&self, digest: &Digest) -> Result<Option<(RecordMeta, Vec<u8>, Vec<u8>)>, StorageError> {
+    /// A live record as it stands, whole (what a copy to another node carries); None when
+    /// there is no live record.
+    pub fn current_image(&self, digest: &Digest) -> Result<Option<CurrentImage>, StorageError> {
         let now_secs = self.clock.now_secs();
         let mut tree = self.partitions[digest.partition_id() as usize].lock(digest);
         let Some(h) = self.find_live(&mut tree, digest, now_secs) else { return Ok(None) };
@@ -73,7 +81,7 @@ impl<E: StorageEngine> Namespace<E> {
         let (meta, set_id) = (RecordMeta::of(entry), entry.set_id());
         drop(tree);
         let set = if set_id == 0 { Vec::new() } else { self.set_name(set_id).unwrap_or_default() };
-        Ok(Some((meta, set, image)))
+        Ok(Some(CurrentImage { meta, set, image }))
     }
 
     /// Whether a live record exists, and its metadata.
