@@ -153,14 +153,12 @@ impl ClusterNode {
         if commit == CommitLevel::Master {
             let permit = Arc::clone(&self.background_copies).try_acquire_owned();
             if let (Ok(permit), Some(node)) = (permit, self.this.upgrade()) {
-                let counter = Arc::clone(&self.copies_in_flight[ns]);
-                let pid = in_flight.pid;
-                drop(in_flight);
-                let moved = InFlight::new(&counter, pid);
+                // The count moves with the copies: it never drops to 0 while they are on
+                // their way, or an exchange in between would report the copy as equal.
                 tokio::spawn(async move {
                     // The client has its answer; a failure shows in the counters and the log.
                     let _ = node.send_copies(ns, &copy).await;
-                    drop((permit, moved));
+                    drop((permit, in_flight));
                 });
                 return Ok(());
             }

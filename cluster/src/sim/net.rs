@@ -189,13 +189,7 @@ impl SimNet {
     /// Node `i` comes up (a new life): its fabric and heartbeat are reachable once
     /// registered.
     pub fn bring_up(&self, i: usize) -> u64 {
-        let mut st = self.state.lock();
-        let port = &mut st.ports[i];
-        port.life += 1;
-        port.up = true;
-        port.handler = None;
-        port.inbox = None;
-        port.life
+        self.new_life(i, true)
     }
 
     pub fn register(&self, i: usize, life: u64, handler: Option<Arc<dyn FabricHandler>>, inbox: Option<PulseInbox>) {
@@ -213,12 +207,18 @@ impl SimNet {
 
     /// Node `i` dies: nothing reaches it, and nothing its last life sent arrives any more.
     pub fn bring_down(&self, i: usize) {
+        self.new_life(i, false);
+    }
+
+    /// Starts node `i`'s next life, up or down, with nothing registered; returns its number.
+    fn new_life(&self, i: usize, up: bool) -> u64 {
         let mut st = self.state.lock();
         let port = &mut st.ports[i];
         port.life += 1;
-        port.up = false;
+        port.up = up;
         port.handler = None;
         port.inbox = None;
+        port.life
     }
 
     fn alive(&self, i: usize, life: u64) -> bool {

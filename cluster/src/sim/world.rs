@@ -501,6 +501,8 @@ impl World {
             return;
         };
         let d = digest(k);
+        // `PETREL_SIM_WATCH_PID` watches another partition's plan row beside the key.
+        let pid = std::env::var("PETREL_SIM_WATCH_PID").ok().and_then(|v| v.parse().ok()).unwrap_or(d.partition_id());
         let nodes = self.nodes.lock().clone();
         let now: Vec<String> = nodes
             .iter()
@@ -508,16 +510,12 @@ impl World {
             .map(|(i, n)| match n {
                 None => format!("n{i} down"),
                 Some(n) => {
+                    let local = n.route(0, pid, true) == Route::Local;
                     let st = n.state.read();
-                    let pid = std::env::var("PETREL_SIM_WATCH_PID").ok().and_then(|v| v.parse().ok());
-                    let pid = pid.unwrap_or(d.partition_id());
                     let row = st.plans.first().map(|p| p.row(pid).clone());
                     let handoff = st.handoffs.contains(&(0, pid));
-                    let local = n.route(0, pid, true) == Route::Local;
                     let meta = n.namespaces[0].exists(&d).ok().map(|m| (m.generation, m.lut_ms % 1_000_000));
                     let value = read_value(&n.namespaces[0], &d).ok().flatten();
-                    drop(st);
-                    let st = n.state.read();
                     format!(
                         "n{i} key {:X}/{:X} running {} {value:?} {meta:?} handoff {handoff} writes {local} {row:?}",
                         st.key,
