@@ -30,11 +30,11 @@ timeout 2400 cargo test --workspace --locked -- --test-threads 2
 step "cluster simulator"
 # Five whole nodes on a simulated network under seeded faults (release build: the bulk run
 # takes minutes, not hours). The regression seeds first, then PETREL_SIM_SEEDS seeds of 10 000
-# steps (300 by default: seed 371 fails, see docs/reliability.md); a failing seed replays
-# with `--seed N`.
+# steps (1 000 by default, about 7 minutes on 2 cores); a failing seed replays with
+# `--seed N`.
 timeout 900 cargo test --release --locked -p petrel-cluster --features sim --test regress_sim_seeds
 timeout 1200 cargo run --release --locked -q -p petrel-cluster --features sim --bin sim -- \
-  --seeds "${PETREL_SIM_SEEDS:-300}" --steps 10000
+  --seeds "${PETREL_SIM_SEEDS:-1000}" --steps 10000
 
 step "fuzz"
 # Each target for a bounded time from its corpus in fuzz/corpus (new finds are kept there).

@@ -149,7 +149,16 @@ impl ClusterNode {
                 versions[i] = HeldVersions { versions: n.versions, restored: n.restored };
             }
         }
-        self.record_exchange(e.cluster_key, e.node_id, versions);
-        ack(ResultCode::Ok)
+        let key = e.cluster_key;
+        self.record_exchange(key, e.node_id, versions);
+        // Taken for good only by a node working on (or done with) that view: a book for a
+        // view not adopted yet may be forgotten before the view is (several views can be
+        // proposed meanwhile), so the sender is asked to send it again until it is.
+        let st = self.state.read();
+        if st.adopted_key == key || st.key == key {
+            ack(ResultCode::Ok)
+        } else {
+            ack(ResultCode::ClusterKeyMismatch)
+        }
     }
 }

@@ -11,11 +11,13 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
 use petrel_proto::cluster::Pulse;
+use petrel_storage::clock::{Clock, ClusterClock};
 use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -46,6 +48,10 @@ const SEED_RESOLVE_MS: u64 = 2_000;
 const SEED_ADDRS_MAX: usize = 64;
 /// How long writing one pulse may take before the connection is dropped and dialed anew.
 const PULSE_WRITE_TIMEOUT_MS: u64 = 500;
+/// A peer's clock further ahead than this is logged (at most every
+/// [`CLOCK_WARN_EVERY_MS`]): clocks that far apart are worth an operator's look.
+const CLOCK_AHEAD_LOGGED_MS: u64 = 1_000;
+const CLOCK_WARN_EVERY_MS: u64 = 10_000;
 
 /// Settings of one node's heartbeat.
 #[derive(Debug, Clone)]
@@ -60,6 +66,9 @@ pub struct HeartbeatConfig {
     pub membership: MembershipConfig,
     /// The fabric and service endpoints peers are told.
     pub endpoints: NodeEndpoints,
+    /// The clock records are stamped by, which pulses carry and follow (see
+    /// [`ClusterClock`]); None: pulses carry no time.
+    pub clock: Option<Arc<ClusterClock>>,
 }
 
 /// A running heartbeat.
@@ -123,6 +132,9 @@ pub trait PulseOut: Send + 'static {
 pub struct PulseInbox {
     membership: Arc<Mutex<Membership>>,
     epoch: tokio::time::Instant,
+    clock: Option<Arc<ClusterClock>>,
+    /// When (membership milliseconds, plus one) a peer's clock was last logged as ahead.
+    clock_warned_ms: Arc<AtomicU64>,
 }
 
 impl PulseInbox {
@@ -136,6 +148,22 @@ impl PulseInbox {
         let pulse = Pulse::decode(bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
         if let Err(e) = self.membership.lock().on_pulse(self.now_ms(), &pulse) {
             tracing::debug!(node = format!("{:X}", pulse.node_id), error = %e, "pulse refused");
+            return Ok(());
+        }
+        if let (Some(clock), t) = (&self.clock, pulse.cluster_time_ms) {
+            if t != 0 {
+                let ahead_ms = clock.heard(t);
+                let (now, warned) = (self.now_ms() + 1, self.clock_warned_ms.load(Ordering::Relaxed));
+                if ahead_ms > CLOCK_AHEAD_LOGGED_MS && (warned == 0 || now >= warned + CLOCK_WARN_EVERY_MS) {
+                    self.clock_warned_ms.store(now, Ordering::Relaxed);
+                    tracing::warn!(
+                        node = format!("{:X}", pulse.node_id),
+                        ahead_ms,
+                        lead_ms = clock.lead_ms(),
+                        "a peer's clock is ahead of this one: this node's record times follow it"
+                    );
+                }
+            }
         }
         Ok(())
     }
@@ -222,7 +250,13 @@ impl Heartbeat {
             random,
         )));
         membership.lock().set_endpoints(config.endpoints.clone());
-        let inbox = PulseInbox { membership: Arc::clone(&membership), epoch };
+        let clock = config.clock.clone();
+        let inbox = PulseInbox {
+            membership: Arc::clone(&membership),
+            epoch,
+            clock: clock.clone(),
+            clock_warned_ms: Arc::new(AtomicU64::new(0)),
+        };
         let (view_tx, view_rx) = watch::channel(ClusterView::default());
         let (stop_tx, stop_rx) = watch::channel(false);
         let (tips_tx, mut tips_rx) = mpsc::unbounded_channel::<Option<String>>();
@@ -254,7 +288,8 @@ impl Heartbeat {
                         let (frame, targets, change) = {
                             let mut m = ticking.membership.lock();
                             let change = m.tick(now);
-                            let pulse = m.pulse(now);
+                            let mut pulse = m.pulse(now);
+                            pulse.cluster_time_ms = clock.as_ref().map_or(0, |c| c.now_ms());
                             let mut targets: Vec<String> = seeds.lock().iter().chain(&extra).cloned().collect();
                             targets.extend(m.endpoints_to_try(now));
                             targets.extend(pulse.adjacency_endpoints.iter().filter(|e| !e.is_empty()).cloned());
@@ -466,6 +501,7 @@ mod tests {
             seeds,
             membership,
             endpoints: Default::default(),
+            clock: None,
         })
         .await
         .expect("start heartbeat")

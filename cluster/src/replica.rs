@@ -395,6 +395,7 @@ mod tests {
                     service: "127.0.0.1:1".into(),
                     service_alt: String::new(),
                 },
+                clock: None,
             },
             fabric_listen: fabric,
             conflict_resolution: Default::default(),

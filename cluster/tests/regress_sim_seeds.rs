@@ -26,6 +26,19 @@
 //! * Seed 34 — a migration's source went on taking writes after its last batch made the new
 //!   master complete, its handoff flag cleared by another owner's completion (fix: kept
 //!   until the new master is known complete): "partition 4090 takes writes on nodes [0, 3]".
+//! * Seed 371 — a node took a peer's exchange for a view it had not adopted yet, forgot it
+//!   while other views were proposed, and waited for it forever once it adopted the view
+//!   (fix: an exchange is acknowledged only by a node working on its view; others ask for it
+//!   again): "not settled within 90000 ms: … n1 key D91C80602E51 adopted 868944E2475B".
+//! * Seed 898 — a node gave a partition back after its exchange for a newer view had
+//!   reported the copy; the plan made it the merge's master, so a split's other lineage was
+//!   merged into nothing and overwrote the acknowledged one (fix: no give-back while a view
+//!   is adopted but not installed): "key 17: holds Some(26271); last acknowledged
+//!   Some(27666)".
+//! * Seed 28 — with machine clocks stepped seconds apart, the side of a split that took
+//!   over a partition stamped its writes earlier than the older copy's, and last-update
+//!   time kept the older (fix: each node's record clock follows the fastest peer it hears,
+//!   `ClusterClock`): "key 10: holds Some(5728); last acknowledged Some(11119)".
 
 use petrel_cluster::sim;
 
@@ -65,4 +78,19 @@ fn in_doubt_writes_leave_equal_copies() {
 #[test]
 fn a_handed_over_partition_has_one_writer() {
     seed(34);
+}
+
+#[test]
+fn an_exchange_is_not_forgotten_before_its_view_is_adopted() {
+    seed(371);
+}
+
+#[test]
+fn a_copy_reported_in_an_exchange_is_not_given_back() {
+    seed(898);
+}
+
+#[test]
+fn writes_after_a_split_outlast_older_copies_whatever_the_clocks() {
+    seed(28);
 }

@@ -57,6 +57,11 @@ pub struct Pulse {
     /// decided before a member's restart does not hold that member's new life.
     #[prost(uint64, repeated, tag = "14")]
     pub member_boots: Vec<u64>,
+    /// The sender's cluster clock when it sent the pulse, in milliseconds since the
+    /// Citrusleaf epoch: receivers whose clock is behind move theirs ahead to it, so that
+    /// last-update times order writes across nodes. 0 = not sent.
+    #[prost(uint64, tag = "15")]
+    pub cluster_time_ms: u64,
 }
 
 #[cfg(test)]

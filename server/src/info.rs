@@ -462,11 +462,12 @@ migrate_partitions_remaining=0;migrate_allowed=true;",
     }
     let _ = write!(
         o,
-        "uptime={};client_connections={};client_connections_opened={};client_connections_closed={};client_connections_refused={};\
+        "uptime={};cluster_clock_lead_ms={};client_connections={};client_connections_opened={};client_connections_closed={};client_connections_refused={};\
 client_connections_idle_closed={};info_requests={};malformed_requests={};proxy_in_progress=0;proxied_requests={};\
 batch_index_initiate={};scans_started={};incomplete_request_bytes={};request_budget_waits={};\
 client_connections_deadline_closed={}",
         node.uptime_secs(),
+        node.clock.lead_ms(),
         g(&c.client_connections),
         g(&c.client_connections_opened),
         g(&c.client_connections_closed),

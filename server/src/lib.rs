@@ -146,6 +146,7 @@ async fn start_cluster(node: &Arc<node::Node>) -> anyhow::Result<Arc<ClusterNode
                 service: node.service_std.clone(),
                 service_alt: node.service_alt.clone(),
             },
+            clock: Some(Arc::clone(&node.clock)),
         },
         fabric_listen: addrs.fabric,
         conflict_resolution: if settings.conflict_resolution == "last-update-time" {

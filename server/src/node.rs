@@ -7,9 +7,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use petrel_cluster::ClusterNode;
+use petrel_storage::clock::{Clock, ClusterClock, SystemClock};
 use petrel_storage::namespace::Defragmenter;
 use petrel_storage::nsup::Supervisor;
-use petrel_storage::Namespace;
+use petrel_storage::{Engine, MemoryEngine, Namespace};
 
 use crate::config::{parse_node_id, Config};
 use crate::frame_reader::RequestBudget;
@@ -61,6 +62,9 @@ pub struct ServiceNamespace {
 pub struct Node {
     pub config: Config,
     pub node_id: u64,
+    /// The clock every namespace stamps records by: the machine's, moved ahead to follow
+    /// the fastest peer heard (see [`ClusterClock`]).
+    pub clock: Arc<ClusterClock>,
     /// `node_id` as clients see it: upper-case hex without leading zeros.
     pub node_name: String,
     /// The service endpoint clients are told (`service-clear-std`): the listen address, or
@@ -96,18 +100,24 @@ impl Node {
         } else {
             parse_node_id(&config.service.node_id)?
         };
+        let clock = Arc::new(ClusterClock::new(Arc::new(SystemClock)));
         let mut namespaces = Vec::new();
         let mut by_name = HashMap::new();
         for (name, settings) in &config.namespace {
             let ns = match settings.device(name, &config.service.data_dir)? {
-                None => Namespace::in_memory(settings.to_storage(name)),
+                None => Namespace::new(
+                    settings.to_storage(name),
+                    Engine::Memory(MemoryEngine::new()),
+                    Arc::clone(&clock) as Arc<dyn Clock>,
+                ),
                 Some(device) => {
                     if let Some(dir) = device.files.first().and_then(|f| f.path.parent()) {
                         std::fs::create_dir_all(dir)
                             .map_err(|e| format!("namespace.{name}: {}: {e}", dir.display()))?;
                     }
                     let started = Instant::now();
-                    Namespace::on_device(settings.to_storage(name), device).map(|(ns, restored)| {
+                    let clock = Arc::clone(&clock) as Arc<dyn Clock>;
+                    Namespace::on_device_with_clock(settings.to_storage(name), device, clock).map(|(ns, restored)| {
                         tracing::info!(
                             namespace = %name,
                             records = restored.records,
@@ -148,6 +158,7 @@ impl Node {
             service_std: service_endpoint(&config),
             service_alt: alternate_endpoint(&config),
             node_id,
+            clock,
             cluster_key: rand::random::<u64>() & 0x0000_ffff_ffff_ffff | 1,
             started: Instant::now(),
             namespaces,

@@ -560,6 +560,8 @@ impl Membership {
             leaving_members: self.view.leaving.clone(),
             boot_id: self.boot_id,
             member_boots: self.view.boots.clone(),
+            // The heartbeat stamps its clock, which the membership does not keep.
+            cluster_time_ms: 0,
         }
     }
 }

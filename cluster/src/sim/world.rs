@@ -3,13 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
 use petrel_proto::{Digest, KeyRef};
-use petrel_storage::clock::Clock;
+use petrel_storage::clock::{Clock, ClusterClock};
 use petrel_storage::namespace::ConflictResolution;
 use petrel_storage::value::ParticleRef;
 use petrel_storage::{
@@ -54,6 +54,7 @@ pub struct Report {
     pub pauses: u64,
     pub splits: u64,
     pub one_way_cuts: u64,
+    pub clock_jumps: u64,
     pub messages: u64,
     /// Virtual milliseconds the run took, settling included.
     pub virtual_ms: u64,
@@ -77,16 +78,29 @@ pub fn run(seed: u64, steps: usize) -> Result<Report, String> {
     out
 }
 
-/// Virtual wall-clock time for the namespaces: tokio's paused clock, from a fixed start.
+/// One machine's wall clock, which its namespace stamps records with: tokio's paused clock
+/// from a fixed start, plus an offset the schedule steps now and then (NTP stepping a
+/// clock, a resumed VM, an operator's mistake). Timers run on the monotonic clock, which
+/// no jump moves, as on a real machine.
 #[derive(Debug)]
-struct SimClock(tokio::time::Instant);
+struct SimClock {
+    start: tokio::time::Instant,
+    offset_ms: AtomicI64,
+}
 
 impl Clock for SimClock {
     fn now_ms(&self) -> u64 {
         // 2026 in milliseconds since 2010-01-01, so that times look like real ones.
-        505_000_000_000 + self.0.elapsed().as_millis() as u64
+        let wall = 505_000_000_000 + self.start.elapsed().as_millis() as i64;
+        (wall + self.offset_ms.load(Ordering::Relaxed)) as u64
     }
 }
+
+/// Most a clock is stepped away from true time, either way: well past the node timeout,
+/// so that a clock behind by more than a split's failover is tried.
+const CLOCK_OFFSET_MS_MAX: u64 = 5_000;
+/// Chance per step (per million) that one machine's clock is stepped.
+const CLOCK_JUMP_PER_MILLION: u64 = 500;
 
 /// What the clients know of one key.
 #[derive(Debug, Default, Clone)]
@@ -112,7 +126,11 @@ struct World {
     net: Arc<SimNet>,
     rng: Mutex<Rng>,
     nodes: Mutex<Vec<Option<Arc<ClusterNode>>>>,
-    clock: Arc<dyn Clock>,
+    /// Each machine's wall clock; a restarted node keeps its machine's.
+    clocks: Vec<Arc<SimClock>>,
+    /// Draws the clock jumps, apart from `rng` so that they leave the other faults' schedule
+    /// as it was.
+    clock_rng: Mutex<Rng>,
     keys: Mutex<Vec<KeyLog>>,
     /// Per node: whether clients reach it (false for the side of a split they are not on).
     client_reach: Mutex<Vec<bool>>,
@@ -158,7 +176,10 @@ impl World {
             net: SimNet::new(NODES, seed),
             rng: Mutex::new(Rng::new(seed)),
             nodes: Mutex::new(vec![None; NODES]),
-            clock: Arc::new(SimClock(tokio::time::Instant::now())),
+            clocks: (0..NODES)
+                .map(|_| Arc::new(SimClock { start: tokio::time::Instant::now(), offset_ms: AtomicI64::new(0) }))
+                .collect(),
+            clock_rng: Mutex::new(Rng::new(seed ^ 0xC10C_C10C_C10C_C10C)),
             keys: Mutex::new(vec![KeyLog::default(); KEYS as usize]),
             client_reach: Mutex::new(vec![true; NODES]),
             next_value: AtomicU64::new(1),
@@ -190,7 +211,9 @@ impl World {
         let mut ns_config = NamespaceConfig::new("test");
         ns_config.replication_factor = REPLICATION_FACTOR;
         ns_config.sprigs_per_partition = 1;
-        let ns = Namespace::new(ns_config, Engine::Memory(MemoryEngine::new()), Arc::clone(&self.clock))?;
+        // The node's clock follows its peers' from its start; its machine's stays stepped.
+        let clock = Arc::new(ClusterClock::new(Arc::clone(&self.clocks[i]) as Arc<dyn Clock>));
+        let ns = Namespace::new(ns_config, Engine::Memory(MemoryEngine::new()), Arc::clone(&clock) as Arc<dyn Clock>)?;
         let heartbeat = HeartbeatConfig {
             node_id: node_id(i),
             listen: SocketAddr::from((net::node_ip(i), net::HEARTBEAT_PORT)),
@@ -202,6 +225,7 @@ impl World {
                 service: format!("{}:3000", net::node_ip(i)),
                 service_alt: String::new(),
             },
+            clock: Some(clock),
         };
         let config = ClusterConfig {
             heartbeat: heartbeat.clone(),
@@ -313,6 +337,7 @@ impl World {
             trace!(self, "weather {w:?}");
             self.net.set_weather(w);
         }
+        self.maybe_step_a_clock();
         let due = match current {
             Disruption::None => false,
             Disruption::Crashed { until_ms, .. }
@@ -339,6 +364,20 @@ impl World {
         let started = self.start_disruption(now).await;
         trace!(self, "start {started:?}, clients reach {:?} ({})", self.client_reach.lock(), self.describe());
         Ok(started)
+    }
+
+    /// Now and then steps one machine's wall clock to a new offset from true time, forward
+    /// or back, at any moment (splits, pauses and crashes included).
+    fn maybe_step_a_clock(&self) {
+        let mut rng = self.clock_rng.lock();
+        if !rng.chance(CLOCK_JUMP_PER_MILLION) {
+            return;
+        }
+        let node = rng.below(NODES as u64) as usize;
+        let offset_ms = rng.below(2 * CLOCK_OFFSET_MS_MAX + 1) as i64 - CLOCK_OFFSET_MS_MAX as i64;
+        self.clocks[node].offset_ms.store(offset_ms, Ordering::Relaxed);
+        self.report.lock().clock_jumps += 1;
+        trace!(self, "clock of n{node} stepped to {offset_ms:+} ms");
     }
 
     async fn start_disruption(&self, now: u64) -> Disruption {
@@ -481,8 +520,16 @@ impl World {
                 Some(n) => {
                     let st = n.state.read();
                     let unsettled: usize = st.plans.iter().map(|p| p.unsettled()).sum();
+                    // Whose versions this node holds for the view it adopted: a node that
+                    // adopted a view but installed no plan waits for the others'.
+                    let exchanged: Vec<u64> = n
+                        .exchanges
+                        .lock()
+                        .get(&st.adopted_key)
+                        .map(|book| book.keys().map(|&id| (id - node_id(0)) / 0x11).collect())
+                        .unwrap_or_default();
                     format!(
-                        "n{i} key {:X} adopted {:X} members {} unsettled {unsettled}",
+                        "n{i} key {:X} adopted {:X} members {} unsettled {unsettled} exchanged {exchanged:?}",
                         st.key,
                         st.adopted_key,
                         st.members.len()
