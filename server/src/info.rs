@@ -357,7 +357,7 @@ storage-engine.flush-max-ms={};storage-engine.commit-to-device={};storage-engine
             o,
             ";device_total_bytes={total};device_used_bytes={used};device_free_pct={};device_available_pct={};\
 defrag_q={};write_q={};defrag_blocks_freed={};defrag_records_moved={};device_tombstones_written={};\
-device_write_errors={};cache_read_pct={}",
+device_write_errors={};device_sync_failed={};cache_read_pct={}",
             (total - used.min(total)) * 100 / total.max(1),
             d.available_pct(),
             d.defrag_queue_len(),
@@ -366,6 +366,7 @@ device_write_errors={};cache_read_pct={}",
             k.defrag_records_moved.load(Relaxed),
             k.tombstones_written.load(Relaxed),
             k.write_errors.load(Relaxed),
+            d.sync_failed(),
             {
                 let (cache, device) = (k.reads_from_cache.load(Relaxed), k.reads_from_device.load(Relaxed));
                 cache * 100 / (cache + device).max(1)

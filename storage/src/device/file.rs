@@ -58,6 +58,11 @@ pub(crate) struct DeviceFile {
     dirty: AtomicBool,
     /// Appends waiting for the file or writing to it now (`write_q`).
     appending: AtomicU32,
+    /// A sync of this file failed. The kernel may have dropped the pages it could not
+    /// write, and a later sync that succeeds would not say so: nothing written since the
+    /// last good sync can be trusted durable, so the file takes no more writes until the
+    /// process restarts and reads back what the file really holds.
+    sync_failed: AtomicBool,
 }
 
 impl DeviceFile {
@@ -73,6 +78,7 @@ impl DeviceFile {
             state: Mutex::new(FileState::default()),
             dirty: AtomicBool::new(false),
             appending: AtomicU32::new(0),
+            sync_failed: AtomicBool::new(false),
         }
     }
 
@@ -90,6 +96,11 @@ impl DeviceFile {
     }
 
     /// Appends waiting for the file or writing to it now.
+    /// Whether a sync of this file failed (it takes no more writes).
+    pub fn sync_failed(&self) -> bool {
+        self.sync_failed.load(Ordering::Acquire)
+    }
+
     pub fn appending(&self) -> u32 {
         self.appending.load(Ordering::Relaxed)
     }
@@ -172,6 +183,12 @@ impl DeviceFile {
             return Err(StorageError::RecordTooBig { size: len, limit: self.block_bytes - BLOCK_HEADER_LEN });
         }
         let io_error = |e: std::io::Error| StorageError::Device(e.to_string());
+        if self.sync_failed.load(Ordering::Acquire) {
+            return Err(StorageError::Device(format!(
+                "file {}: an earlier sync failed; writes stop until the node restarts",
+                self.index
+            )));
+        }
         self.appending.fetch_add(1, Ordering::Relaxed);
         let _appended = Appended(&self.appending);
         let mut st = self.state.lock();
@@ -234,6 +251,13 @@ impl DeviceFile {
         if self.dirty.swap(false, Ordering::AcqRel) {
             if let Err(e) = self.file.sync() {
                 self.dirty.store(true, Ordering::Release);
+                if !self.sync_failed.swap(true, Ordering::AcqRel) {
+                    tracing::error!(
+                        file = self.index,
+                        error = %e,
+                        "a sync failed: this file takes no more writes until the node restarts"
+                    );
+                }
                 return Err(e);
             }
         }

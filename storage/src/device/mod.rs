@@ -512,6 +512,12 @@ impl DeviceEngine {
         self.files.iter().map(|f| f.appending() as u64).sum()
     }
 
+    /// Whether a sync of one of the files failed: the store then takes no writes until the
+    /// node restarts (`device_sync_failed`).
+    pub fn sync_failed(&self) -> bool {
+        self.files.iter().any(|f| f.sync_failed())
+    }
+
     /// Live bytes under which a block is defragmented.
     fn defrag_threshold(&self) -> u32 {
         (self.config.write_block_bytes as u64 * self.config.defrag_lwm_pct as u64 / 100) as u32

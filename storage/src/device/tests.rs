@@ -141,3 +141,63 @@ fn writes_stop_at_the_free_space_mark_while_deletes_go_on() {
     assert!(e.available_pct() >= 20, "stopped at the mark: {}%", e.available_pct());
     e.remove(&meta(&Digest([9; 20]), 1)).expect("a delete still goes through");
 }
+
+/// A real file whose syncs fail while `fail_syncs` holds.
+#[derive(Debug)]
+struct SyncFailing {
+    file: std::fs::File,
+    fail_syncs: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl medium::Medium for SyncFailing {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        self.file.read_exact_at(buf, offset)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+        self.file.write_all_at(buf, offset)
+    }
+    fn sync(&self) -> std::io::Result<()> {
+        if self.fail_syncs.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(std::io::Error::other("injected sync failure"));
+        }
+        self.file.sync_data()
+    }
+}
+
+#[test]
+fn a_failed_sync_stops_writes_until_the_store_is_opened_again() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let d = dir();
+    let c = config(&d);
+    let fail_syncs = std::sync::Arc::new(AtomicBool::new(false));
+    let open = || {
+        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&c.files[0].path);
+        let file = file.expect("open the file");
+        file.set_len(c.files[0].size_bytes).expect("size the file");
+        let media: Vec<Box<dyn medium::Medium>> =
+            vec![Box::new(SyncFailing { file, fail_syncs: std::sync::Arc::clone(&fail_syncs) })];
+        let e = DeviceEngine::open_on("test", c.clone(), media).expect("open");
+        e.scan(|_| {}).expect("scan");
+        e.start().expect("start");
+        e
+    };
+    let digest = |i: i64| Digest::compute(b"s", petrel_proto::KeyRef::Int(i));
+    let e = open();
+    let (d0, d1, d2) = (digest(0), digest(1), digest(2));
+    e.write(&meta(&d0, 1), b"before").expect("a write before the failure");
+    fail_syncs.store(true, Ordering::Relaxed);
+    assert!(e.flush().is_err(), "the sync fails");
+    assert!(e.sync_failed());
+    // Even once syncs work again, nothing written since the last good one is known durable.
+    fail_syncs.store(false, Ordering::Relaxed);
+    assert!(matches!(e.write(&meta(&d1, 1), b"after"), Err(StorageError::Device(_))), "writes stop");
+    assert!(e.sync_failed());
+    let mut scratch = Vec::new();
+    assert!(e.write(&meta(&d0, 2), b"x").is_err(), "updates stop too");
+    drop(e);
+    // Opened again (the node restarted): what the file holds is read back, and writes go on.
+    let e = open();
+    assert!(!e.sync_failed());
+    let loc = e.write(&meta(&d2, 1), b"again").expect("writes after a restart");
+    assert_eq!(e.read(&loc, &mut scratch).expect("read"), b"again");
+}
