@@ -79,7 +79,10 @@ fn main() {
             std::thread::spawn(move || {
                 let particle = Value::Bytes(vec![0x5a; value_bytes]).to_particle();
                 let particle: &Particle = &particle;
-                let ops = [Op::Write { bin: b"v", value: ParticleRef { particle: particle.particle, bytes: &particle.bytes } }];
+                let ops = [Op::Write {
+                    bin: b"v",
+                    value: ParticleRef { particle: particle.particle, bytes: &particle.bytes },
+                }];
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= records {

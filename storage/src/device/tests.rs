@@ -171,7 +171,8 @@ fn a_failed_sync_stops_writes_until_the_store_is_opened_again() {
     let c = config(&d);
     let fail_syncs = std::sync::Arc::new(AtomicBool::new(false));
     let open = || {
-        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&c.files[0].path);
+        let file =
+            std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&c.files[0].path);
         let file = file.expect("open the file");
         file.set_len(c.files[0].size_bytes).expect("size the file");
         let media: Vec<Box<dyn medium::Medium>> =
