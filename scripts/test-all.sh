@@ -30,11 +30,15 @@ timeout 2400 cargo test --workspace --locked -- --test-threads 2
 step "cluster simulator"
 # Five whole nodes on a simulated network under seeded faults (release build: the bulk run
 # takes minutes, not hours). The regression seeds first, then PETREL_SIM_SEEDS seeds of 10 000
-# steps (1 000 by default, about 7 minutes on 2 cores); a failing seed replays with
-# `--seed N`.
+# steps (1 000 by default, about 7 minutes on 2 cores) with records in memory, then
+# PETREL_SIM_DEVICE_SEEDS (300, about 2 minutes) on devices; a failing seed replays with
+# `--seed N` (and `--storage device`).
 timeout 900 cargo test --release --locked -p petrel-cluster --features sim --test regress_sim_seeds
 timeout 1200 cargo run --release --locked -q -p petrel-cluster --features sim --bin sim -- \
   --seeds "${PETREL_SIM_SEEDS:-1000}" --steps 10000
+# The same with records on devices kept across crashes, whole-cluster crashes included.
+timeout 900 cargo run --release --locked -q -p petrel-cluster --features sim --bin sim -- \
+  --seeds "${PETREL_SIM_DEVICE_SEEDS:-300}" --steps 10000 --storage device
 
 step "fuzz"
 # Each target for a bounded time from its corpus in fuzz/corpus (new finds are kept there).

@@ -224,7 +224,8 @@ impl ClusterNode {
             let names: Vec<&str> = persistent.iter().map(|&i| namespaces[i].name()).collect();
             for (&i, saved) in persistent.iter().zip(crate::saved::load(dir, &names)) {
                 if let Some(v) = saved {
-                    versions[i] = v;
+                    let me = config.heartbeat.node_id;
+                    versions[i] = v.into_iter().map(|v| crate::plan::restored_version(v, me)).collect();
                     restored[i] = true;
                 }
             }

@@ -66,6 +66,20 @@ pub fn diverged_version(version: u64) -> u64 {
     }
 }
 
+/// The version a copy read back from `node`'s device store at its start reports. The saved
+/// versions say which lineage the copy belongs to, not whether it got every write of it:
+/// writes applied here whose copies were still on their way when the process died (or
+/// landed after the versions were last saved) make two copies with one saved version
+/// differ. Distinct per node, so that in a whole-cluster restart the restored copies are
+/// merged record by record rather than taken for equal.
+pub fn restored_version(version: u64, node: NodeId) -> u64 {
+    if version == 0 {
+        0
+    } else {
+        mix(version ^ 0x7265_7374_6f72_6564, node)
+    }
+}
+
 /// The version a copy reports once it stops taking writes: a holder that is neither an owner
 /// nor the source under the view with `cluster_key` gets no write of that view, so from the
 /// moment the plan is installed its copy falls behind the owners' while its version would

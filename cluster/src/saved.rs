@@ -16,8 +16,9 @@ use petrel_proto::PARTITIONS_COUNT;
 
 use crate::node::ClusterNode;
 
-/// How often changed versions are written: often enough that a restart rarely finds a
-/// version older than its data (which only makes that copy merge instead of match).
+/// How often changed versions are written. A restart reports what it finds as restored
+/// versions, distinct per node (`plan::restored_version`), so a version older than the data
+/// (or copies that differ under one version) only makes the restored copies merge.
 const SAVE_EVERY_MS: u64 = 250;
 
 const FILE_NAME: &str = "partition-versions";

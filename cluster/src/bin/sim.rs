@@ -25,12 +25,17 @@ struct Args {
     /// Threads running seeds (0: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Where the nodes keep their records: `memory`, or `device` (an in-memory disk per
+    /// machine, kept across crashes; whole-cluster crashes are scheduled too).
+    #[arg(long, default_value = "memory", value_parser = ["memory", "device"])]
+    storage: String,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    let storage = if args.storage == "device" { sim::Storage::Device } else { sim::Storage::Memory };
     if let Some(seed) = args.seed {
-        let report = sim::run(seed, args.steps).map_err(anyhow::Error::msg)?;
+        let report = sim::run_on(seed, args.steps, storage).map_err(anyhow::Error::msg)?;
         println!("{report:?}");
         return Ok(());
     }
@@ -50,7 +55,7 @@ fn main() -> Result<()> {
                 if seed >= args.first + args.seeds || failed.load(Ordering::Relaxed) {
                     return;
                 }
-                match sim::run(seed, args.steps) {
+                match sim::run_on(seed, args.steps, storage) {
                     Ok(r) => {
                         totals[0].fetch_add(r.acked, Ordering::Relaxed);
                         totals[1].fetch_add(r.crashes + r.pauses + r.splits + r.one_way_cuts, Ordering::Relaxed);
@@ -66,8 +71,10 @@ fn main() -> Result<()> {
     });
     if let Some(e) = first_failure.into_inner() {
         bail!(
-            "{e}\nreplay: cargo run --release -p petrel-cluster --features sim --bin sim -- --seed <seed> --steps {}",
-            args.steps
+            "{e}\nreplay: cargo run --release -p petrel-cluster --features sim --bin sim -- --seed <seed> --steps {} \
+             --storage {}",
+            args.steps,
+            args.storage
         );
     }
     println!(

@@ -16,7 +16,9 @@
 //! A seed replays exactly: `cargo run --release -p petrel-cluster --features sim --bin sim --
 //! --seed N`. Only with the `sim` feature (it needs tokio's paused clock).
 
+mod machine;
 pub mod net;
+mod watch;
 mod world;
 
-pub use world::{run, Report};
+pub use world::{run, run_on, Report, Storage};

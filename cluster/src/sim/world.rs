@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +16,9 @@ use petrel_storage::{
     Engine, MemoryEngine, Namespace, NamespaceConfig, Op, OperateRequest, ReadSelect, StorageError, Value, WritePolicy,
 };
 
+use super::machine::{Disk, SimClock};
 use super::net::{self, Rng, SimNet, Weather};
+use super::watch;
 use crate::heartbeat::{Heartbeat, HeartbeatConfig};
 use crate::membership::{MembershipConfig, NodeEndpoints};
 use crate::node::{ClusterConfig, ClusterNode, Transports};
@@ -60,15 +62,33 @@ pub struct Report {
     pub virtual_ms: u64,
 }
 
-/// Runs seed `seed` for `steps` steps; an error names the first check that failed.
+/// Where the nodes keep their records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Storage {
+    /// In memory: a crashed node comes back empty.
+    #[default]
+    Memory,
+    /// On a device store (on each machine's disk, kept across crashes): a crashed node comes
+    /// back on what it wrote (a cold restart), and the schedule also crashes every node at
+    /// once.
+    Device,
+}
+
+/// Runs seed `seed` for `steps` steps with records in memory; an error names the first
+/// check that failed.
 pub fn run(seed: u64, steps: usize) -> Result<Report, String> {
+    run_on(seed, steps, Storage::Memory)
+}
+
+/// [`run`], with records kept as `storage` says.
+pub fn run_on(seed: u64, steps: usize, storage: Storage) -> Result<Report, String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
         .build()
         .map_err(|e| e.to_string())?;
     let out = rt.block_on(async move {
-        let world = World::new(seed);
+        let world = World::new(seed, storage);
         let r = world.run(steps).await;
         world.stop_all().await;
         r
@@ -76,24 +96,6 @@ pub fn run(seed: u64, steps: usize) -> Result<Report, String> {
     // Tasks still waiting on the network (lost messages) end with the runtime.
     rt.shutdown_background();
     out
-}
-
-/// One machine's wall clock, which its namespace stamps records with: tokio's paused clock
-/// from a fixed start, plus an offset the schedule steps now and then (NTP stepping a
-/// clock, a resumed VM, an operator's mistake). Timers run on the monotonic clock, which
-/// no jump moves, as on a real machine.
-#[derive(Debug)]
-struct SimClock {
-    start: tokio::time::Instant,
-    offset_ms: AtomicI64,
-}
-
-impl Clock for SimClock {
-    fn now_ms(&self) -> u64 {
-        // 2026 in milliseconds since 2010-01-01, so that times look like real ones.
-        let wall = 505_000_000_000 + self.start.elapsed().as_millis() as i64;
-        (wall + self.offset_ms.load(Ordering::Relaxed)) as u64
-    }
 }
 
 /// Most a clock is stepped away from true time, either way: well past the node timeout,
@@ -115,10 +117,26 @@ struct KeyLog {
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Disruption {
     None,
-    Crashed { node: usize, until_ms: u64 },
-    Paused { node: usize, until_ms: u64 },
-    Split { until_ms: u64 },
-    OneWay { from: usize, to: usize, until_ms: u64 },
+    Crashed {
+        node: usize,
+        until_ms: u64,
+    },
+    /// Every node killed at once (a power cut, a `kill -9` on all): only with devices.
+    AllCrashed {
+        until_ms: u64,
+    },
+    Paused {
+        node: usize,
+        until_ms: u64,
+    },
+    Split {
+        until_ms: u64,
+    },
+    OneWay {
+        from: usize,
+        to: usize,
+        until_ms: u64,
+    },
 }
 
 struct World {
@@ -131,6 +149,8 @@ struct World {
     /// Draws the clock jumps, apart from `rng` so that they leave the other faults' schedule
     /// as it was.
     clock_rng: Mutex<Rng>,
+    /// Each machine's disk, when records are stored on devices ([`Storage::Device`]).
+    disks: Option<Vec<Disk>>,
     keys: Mutex<Vec<KeyLog>>,
     /// Per node: whether clients reach it (false for the side of a split they are not on).
     client_reach: Mutex<Vec<bool>>,
@@ -161,25 +181,26 @@ macro_rules! trace {
     };
 }
 
-fn node_id(i: usize) -> u64 {
+pub(super) fn node_id(i: usize) -> u64 {
     0xA000 + i as u64 * 0x11
 }
 
-fn digest(k: u64) -> Digest {
+pub(super) fn digest(k: u64) -> Digest {
     Digest::compute(SET, KeyRef::Int(k as i64))
 }
 
 impl World {
-    fn new(seed: u64) -> Arc<World> {
+    fn new(seed: u64, storage: Storage) -> Arc<World> {
         Arc::new(World {
             seed,
             net: SimNet::new(NODES, seed),
             rng: Mutex::new(Rng::new(seed)),
             nodes: Mutex::new(vec![None; NODES]),
-            clocks: (0..NODES)
-                .map(|_| Arc::new(SimClock { start: tokio::time::Instant::now(), offset_ms: AtomicI64::new(0) }))
-                .collect(),
+            clocks: (0..NODES).map(|_| Arc::new(SimClock::new())).collect(),
             clock_rng: Mutex::new(Rng::new(seed ^ 0xC10C_C10C_C10C_C10C)),
+            disks: (storage == Storage::Device).then(|| {
+                (0..NODES).map(|i| Disk::new(seed, i).expect("a state directory for the simulated node")).collect()
+            }),
             keys: Mutex::new(vec![KeyLog::default(); KEYS as usize]),
             client_reach: Mutex::new(vec![true; NODES]),
             next_value: AtomicU64::new(1),
@@ -213,7 +234,13 @@ impl World {
         ns_config.sprigs_per_partition = 1;
         // The node's clock follows its peers' from its start; its machine's stays stepped.
         let clock = Arc::new(ClusterClock::new(Arc::clone(&self.clocks[i]) as Arc<dyn Clock>));
-        let ns = Namespace::new(ns_config, Engine::Memory(MemoryEngine::new()), Arc::clone(&clock) as Arc<dyn Clock>)?;
+        let ns_clock = Arc::clone(&clock) as Arc<dyn Clock>;
+        let disk = self.disks.as_ref().map(|d| &d[i]);
+        // On a device, the node restarts on what its earlier lives wrote (a cold restart).
+        let ns = match disk {
+            None => Namespace::new(ns_config, Engine::Memory(MemoryEngine::new()), ns_clock)?,
+            Some(disk) => Namespace::on_media(ns_config, disk.device_config(), vec![disk.medium()], ns_clock)?.0,
+        };
         let heartbeat = HeartbeatConfig {
             node_id: node_id(i),
             listen: SocketAddr::from((net::node_ip(i), net::HEARTBEAT_PORT)),
@@ -237,7 +264,7 @@ impl World {
                 ConflictResolution::default()
             },
             migrate_parallelism: 4,
-            state_dir: None,
+            state_dir: disk.map(|d| d.state_dir.clone()),
         };
         let (fabric, pulses) = (self.net.fabric_for(i, life), self.net.pulses_for(i, life));
         let running = self.net.run_gate(i);
@@ -341,6 +368,7 @@ impl World {
         let due = match current {
             Disruption::None => false,
             Disruption::Crashed { until_ms, .. }
+            | Disruption::AllCrashed { until_ms }
             | Disruption::Paused { until_ms, .. }
             | Disruption::Split { until_ms }
             | Disruption::OneWay { until_ms, .. } => now >= until_ms,
@@ -382,8 +410,14 @@ impl World {
 
     async fn start_disruption(&self, now: u64) -> Disruption {
         let d = self.draw_disruption(now);
-        if let Disruption::Crashed { node, .. } = d {
-            self.crash(node).await;
+        match d {
+            Disruption::Crashed { node, .. } => self.crash(node).await,
+            Disruption::AllCrashed { .. } => {
+                for node in 0..NODES {
+                    self.crash(node).await;
+                }
+            }
+            _ => {}
         }
         d
     }
@@ -393,10 +427,16 @@ impl World {
         let mut rng = self.rng.lock();
         let node = rng.below(NODES as u64) as usize;
         let mut report = self.report.lock();
-        match rng.below(4) {
+        // A whole-cluster crash only where records outlive it; the memory runs' schedules
+        // stay as they were.
+        match rng.below(if self.disks.is_some() { 5 } else { 4 }) {
             0 => {
                 report.crashes += 1;
                 Disruption::Crashed { node, until_ms: now + 200 + rng.below(4_000) }
+            }
+            4 => {
+                report.crashes += NODES as u64;
+                Disruption::AllCrashed { until_ms: now + 200 + rng.below(4_000) }
             }
             1 => {
                 report.pauses += 1;
@@ -439,6 +479,11 @@ impl World {
         match d {
             Disruption::None => {}
             Disruption::Crashed { node, .. } => self.start_node(node).await?,
+            Disruption::AllCrashed { .. } => {
+                for node in 0..NODES {
+                    self.start_node(node).await?;
+                }
+            }
             Disruption::Paused { node, .. } => self.net.set_running(node, true),
             // Clients stay on their side until the sides merged: a write to the other side
             // before that is a write on both sides, which AP mode cannot keep.
@@ -511,67 +556,14 @@ impl World {
     }
 
     fn describe(&self) -> String {
-        let nodes = self.nodes.lock();
-        let parts: Vec<String> = nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| match n {
-                None => format!("n{i} down"),
-                Some(n) => {
-                    let st = n.state.read();
-                    let unsettled: usize = st.plans.iter().map(|p| p.unsettled()).sum();
-                    // Whose versions this node holds for the view it adopted: a node that
-                    // adopted a view but installed no plan waits for the others'.
-                    let exchanged: Vec<u64> = n
-                        .exchanges
-                        .lock()
-                        .get(&st.adopted_key)
-                        .map(|book| book.keys().map(|&id| (id - node_id(0)) / 0x11).collect())
-                        .unwrap_or_default();
-                    format!(
-                        "n{i} key {:X} adopted {:X} members {} unsettled {unsettled} exchanged {exchanged:?}",
-                        st.key,
-                        st.adopted_key,
-                        st.members.len()
-                    )
-                }
-            })
-            .collect();
-        parts.join("; ")
+        watch::describe(&self.nodes.lock())
     }
 
     /// With `PETREL_SIM_WATCH=<key>` (and tracing on): prints each node's installed key,
     /// plan row and copy of that key whenever one of them changes.
     fn watch_key(&self, last: &mut Vec<String>) {
-        static WATCH: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
-        let Some(k) = *WATCH.get_or_init(|| std::env::var("PETREL_SIM_WATCH").ok().and_then(|v| v.parse().ok())) else {
-            return;
-        };
-        let d = digest(k);
-        // `PETREL_SIM_WATCH_PID` watches another partition's plan row beside the key.
-        let pid = std::env::var("PETREL_SIM_WATCH_PID").ok().and_then(|v| v.parse().ok()).unwrap_or(d.partition_id());
         let nodes = self.nodes.lock().clone();
-        let now: Vec<String> = nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| match n {
-                None => format!("n{i} down"),
-                Some(n) => {
-                    let local = n.route(0, pid, true) == Route::Local;
-                    let st = n.state.read();
-                    let row = st.plans.first().map(|p| p.row(pid).clone());
-                    let handoff = st.handoffs.contains(&(0, pid));
-                    let meta = n.namespaces[0].exists(&d).ok().map(|m| (m.generation, m.lut_ms % 1_000_000));
-                    let value = read_value(&n.namespaces[0], &d).ok().flatten();
-                    format!(
-                        "n{i} key {:X}/{:X} running {} {value:?} {meta:?} handoff {handoff} writes {local} {row:?}",
-                        st.key,
-                        st.adopted_key,
-                        self.net.is_running(i)
-                    )
-                }
-            })
-            .collect();
+        let Some(now) = watch::watched_key(&nodes, &self.net) else { return };
         for (i, line) in now.iter().enumerate() {
             if last.get(i) != Some(line) {
                 trace!(self, "watch {line}");
@@ -787,7 +779,7 @@ fn takes_writes(node: &ClusterNode, pid: u16) -> bool {
     installed && node.route(0, pid, true) == Route::Local
 }
 
-fn read_value(ns: &Namespace, d: &Digest) -> Result<Option<i64>, String> {
+pub(super) fn read_value(ns: &Namespace, d: &Digest) -> Result<Option<i64>, String> {
     let mut v = None;
     match ns.read(d, ReadSelect::All, |b| v = Value::from_particle(b.value).ok()) {
         Ok(_) => match v {
