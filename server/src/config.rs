@@ -204,6 +204,8 @@ pub struct NamespaceSettings {
     pub storage_engine: String,
     /// Files of a device namespace (default: `<data_dir>/<namespace>.dat`).
     pub files: Vec<PathBuf>,
+    /// Raw block devices of a device namespace, each used whole (instead of `files`).
+    pub devices: Vec<PathBuf>,
     /// Bytes of each file.
     pub file_size: u64,
     pub write_block_size: usize,
@@ -227,6 +229,7 @@ impl Default for NamespaceSettings {
             nsup_period: d.nsup_period_secs,
             storage_engine: String::new(),
             files: Vec::new(),
+            devices: Vec::new(),
             file_size: 4 << 30,
             write_block_size: 1 << 20,
             flush_max_ms: 1_000,
@@ -237,27 +240,55 @@ impl Default for NamespaceSettings {
     }
 }
 
+/// Bytes a raw block device holds (its whole size; at most what one store file can address).
+fn block_device_bytes(path: &std::path::Path) -> Result<u64, String> {
+    use std::io::{Seek, SeekFrom};
+    use std::os::unix::fs::FileTypeExt;
+    let err = |e: std::io::Error| format!("devices: {}: {e}", path.display());
+    let mut f = std::fs::File::open(path).map_err(err)?;
+    if !f.metadata().map_err(err)?.file_type().is_block_device() {
+        return Err(format!("devices: {}: not a block device (regular files go in files)", path.display()));
+    }
+    let bytes = f.seek(SeekFrom::End(0)).map_err(err)?;
+    Ok(bytes.min(petrel_storage::location::DeviceAddr::OFFSET_MAX))
+}
+
 impl NamespaceSettings {
     /// The device store of namespace `name`, or None when it is kept in memory.
     pub fn device(&self, name: &str, data_dir: &std::path::Path) -> Result<Option<DeviceConfig>, String> {
         let on_device = match self.storage_engine.as_str() {
             "memory" => false,
             "device" => true,
-            "" => !data_dir.as_os_str().is_empty(),
+            "" => !data_dir.as_os_str().is_empty() || !self.devices.is_empty(),
             other => return Err(format!("storage_engine: {other:?} is neither \"memory\" nor \"device\"")),
         };
         if !on_device {
             return Ok(None);
         }
-        let files = if !self.files.is_empty() {
-            self.files.clone()
+        if !self.files.is_empty() && !self.devices.is_empty() {
+            return Err("files and devices: a namespace is stored on one or the other".into());
+        }
+        let files: Vec<DeviceFileConfig> = if !self.devices.is_empty() {
+            self.devices
+                .iter()
+                .map(|path| Ok(DeviceFileConfig { path: path.clone(), size_bytes: block_device_bytes(path)? }))
+                .collect::<Result<_, String>>()?
+        } else if !self.files.is_empty() {
+            self.files.iter().map(|path| DeviceFileConfig { path: path.clone(), size_bytes: self.file_size }).collect()
         } else if !data_dir.as_os_str().is_empty() {
-            vec![data_dir.join(format!("{name}.dat"))]
+            vec![DeviceFileConfig { path: data_dir.join(format!("{name}.dat")), size_bytes: self.file_size }]
         } else {
-            return Err("storage_engine \"device\" needs files, or service.data_dir (--data-dir)".into());
+            return Err("storage_engine \"device\" needs files, devices, or service.data_dir (--data-dir)".into());
+        };
+        // Beside the first file; for raw devices in the data directory (none: no fast restart).
+        let fast_restart_path = if self.devices.is_empty() {
+            Some(DeviceConfig::beside(&files[0].path))
+        } else {
+            (!data_dir.as_os_str().is_empty()).then(|| data_dir.join(format!("{name}.snapshot")))
         };
         let config = DeviceConfig {
-            files: files.into_iter().map(|path| DeviceFileConfig { path, size_bytes: self.file_size }).collect(),
+            fast_restart_path,
+            files,
             write_block_bytes: self.write_block_size,
             flush_max_ms: self.flush_max_ms,
             commit_to_device: self.commit_to_device,
@@ -506,6 +537,19 @@ mod tests {
         let o = Overrides { namespaces: vec!["a".into()], node_id: Some("A1".into()), ..Default::default() };
         let c = Config::load(None, &o).expect("loads");
         assert_eq!(c.namespace.keys().collect::<Vec<_>>(), vec!["a"]);
+    }
+
+    #[test]
+    fn devices_must_be_block_devices_and_exclude_files() {
+        let regular = std::env::temp_dir().join(format!("petrel-config-device-{}", std::process::id()));
+        std::fs::write(&regular, b"not a device").expect("write");
+        let settings = NamespaceSettings { devices: vec![regular.clone()], ..Default::default() };
+        let err = settings.device("test", std::path::Path::new("")).unwrap_err();
+        assert!(err.contains("not a block device"), "{err}");
+        let both = NamespaceSettings { files: vec![regular.clone()], ..settings };
+        let err = both.device("test", std::path::Path::new("")).unwrap_err();
+        assert!(err.contains("files and devices"), "{err}");
+        let _ = std::fs::remove_file(&regular);
     }
 }
 

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 
-/// A file (or, untested yet, a raw device) the store keeps its blocks on.
+/// A file or raw block device the store keeps its blocks on.
 pub trait Medium: Send + Sync + std::fmt::Debug {
     /// Fills `buf` from `offset`.
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;

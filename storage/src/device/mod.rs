@@ -1,5 +1,5 @@
 //! The flash-optimized store: records appended to large write blocks on one or more files
-//! (a raw block device opens the same way, not yet tested), spread over them by digest,
+//! (or raw block devices, opened the same way but never grown), spread over them by digest,
 //! behind the in-memory index. Owns the write path (append to the open block, written through
 //! to the file; durable after `flush_max_ms`, or before the write returns with
 //! `commit_to_device`), reads (from the open and recently written blocks in memory, else from
@@ -16,6 +16,7 @@ pub mod medium;
 pub(crate) mod file;
 
 use std::fs::OpenOptions;
+use std::io::{Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -55,12 +56,16 @@ pub struct DeviceConfig {
     /// Writes fail when fewer free blocks than this share remain (deletes and
     /// defragmentation go on).
     pub min_avail_pct: u8,
+    /// Where the state saved at a clean shutdown for a fast restart goes; None: nowhere,
+    /// and every start is a cold restart (raw devices with no data directory beside them).
+    pub fast_restart_path: Option<PathBuf>,
 }
 
 impl DeviceConfig {
     /// One file of `size_bytes` at `path`, with the other settings at their defaults.
     pub fn one_file(path: PathBuf, size_bytes: u64) -> DeviceConfig {
         DeviceConfig {
+            fast_restart_path: Some(Self::beside(&path)),
             files: vec![DeviceFileConfig { path, size_bytes }],
             write_block_bytes: 1 << 20,
             flush_max_ms: 1_000,
@@ -68,6 +73,14 @@ impl DeviceConfig {
             defrag_lwm_pct: 50,
             min_avail_pct: 5,
         }
+    }
+
+    /// The fast-restart state's usual place: beside the store's first file,
+    /// `<file>.snapshot`.
+    pub fn beside(first_file: &std::path::Path) -> PathBuf {
+        let mut name = first_file.to_path_buf().into_os_string();
+        name.push(".snapshot");
+        PathBuf::from(name)
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -114,7 +127,8 @@ type Flusher = (Arc<(Mutex<bool>, Condvar)>, JoinHandle<()>);
 #[derive(Debug)]
 pub struct DeviceEngine {
     files: Arc<[DeviceFile]>,
-    config: DeviceConfig,
+    // Boxed: kept out of line, so that a namespace's engine enum stays small.
+    config: Box<DeviceConfig>,
     next_sequence: AtomicU64,
     /// Free blocks each file keeps back from writes (its `min_avail_pct`).
     reserve_free: Vec<usize>,
@@ -144,8 +158,20 @@ impl DeviceEngine {
                 .open(&fc.path)
                 .map_err(|e| format!("{}: {e}", fc.path.display()))?;
             let meta = file.metadata().map_err(|e| format!("{}: {e}", fc.path.display()))?;
-            if meta.is_file() && meta.len() < fc.size_bytes {
-                file.set_len(fc.size_bytes).map_err(|e| format!("{}: {e}", fc.path.display()))?;
+            if meta.is_file() {
+                if meta.len() < fc.size_bytes {
+                    file.set_len(fc.size_bytes).map_err(|e| format!("{}: {e}", fc.path.display()))?;
+                }
+            } else {
+                // A raw device cannot grow: the store may use no more than it holds.
+                let held = (&file).seek(SeekFrom::End(0)).map_err(|e| format!("{}: {e}", fc.path.display()))?;
+                if held < fc.size_bytes {
+                    return Err(format!(
+                        "{}: the device holds {held} bytes, fewer than the {} configured",
+                        fc.path.display(),
+                        fc.size_bytes
+                    ));
+                }
             }
             media.push(Box::new(file));
         }
@@ -203,7 +229,7 @@ impl DeviceEngine {
             files.iter().map(|f| (f.blocks as usize * config.min_avail_pct as usize).div_ceil(100)).collect();
         Ok(DeviceEngine {
             files: files.into(),
-            config,
+            config: Box::new(config),
             next_sequence: AtomicU64::new(1),
             reserve_free,
             counters: DeviceCounters::default(),
@@ -211,11 +237,9 @@ impl DeviceEngine {
         })
     }
 
-    /// Where the state saved for a fast restart lives: beside the first file.
-    pub fn snapshot_path(&self) -> PathBuf {
-        let mut name = self.config.files[0].path.clone().into_os_string();
-        name.push(".snapshot");
-        PathBuf::from(name)
+    /// Where the state saved for a fast restart lives (None: nowhere; cold restarts only).
+    pub fn snapshot_path(&self) -> Option<&std::path::Path> {
+        self.config.fast_restart_path.as_deref()
     }
 
     /// Closes every file for appends: after this the store's content no longer changes.

@@ -108,7 +108,10 @@ impl Namespace<Engine> {
         out.extend_from_slice(&records);
         let crc = crc32fast::hash(&out);
         put_u32(&mut out, crc);
-        write_durably(&device.snapshot_path(), &out)?;
+        let path = device.snapshot_path().ok_or(
+            "no place for the fast-restart state (raw devices need service.data_dir): the next start reads the devices",
+        )?;
+        write_durably(path, &out)?;
         Ok(SnapshotSummary { records: count, blocks })
     }
 
@@ -116,17 +119,17 @@ impl Namespace<Engine> {
     /// (after logging why) when the cold restart must run instead. Run on an empty index.
     pub(crate) fn load_snapshot(&self) -> Result<Option<SnapshotSummary>, String> {
         let device = self.device().ok_or("not a device namespace")?;
-        let path = device.snapshot_path();
+        let Some(path) = device.snapshot_path() else { return Ok(None) };
         // A state larger than this store could ever need is not read into memory.
-        match std::fs::metadata(&path) {
+        match std::fs::metadata(path) {
             Ok(m) if m.len() > largest_state_bytes(device) => {
                 tracing::warn!(path = %path.display(), bytes = m.len(), "saved state too large for the store: cold restart");
-                let _ = std::fs::remove_file(&path);
+                let _ = std::fs::remove_file(path);
                 return Ok(None);
             }
             _ => {}
         }
-        let bytes = match std::fs::read(&path) {
+        let bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => {
@@ -138,12 +141,12 @@ impl Namespace<Engine> {
             Ok(state) => state,
             Err(why) => {
                 tracing::warn!(path = %path.display(), why, "saved state not used: cold restart");
-                let _ = std::fs::remove_file(&path);
+                let _ = std::fs::remove_file(path);
                 return Ok(None);
             }
         };
         // Used once: gone before the namespace changes anything.
-        std::fs::remove_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::remove_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
         if let Some(dir) = path.parent() {
             std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| format!("{}: {e}", dir.display()))?;
         }
