@@ -95,19 +95,22 @@ def test_index_entries_equal_a_scan_after_a_storm_with_a_join(growing_cluster):
     client, add = growing_cluster
     client.index_integer_create(NS, "storm", "v", "storm_v")
     wait_index(client, "storm_v")
+    # The subject is the index, not write availability during the join: a write refused
+    # while the new plan installs (11, nothing applied) is retried, as a client would.
+    retry = {"max_retries": 5, "sleep_between_retries": 200}
     for i in range(2000):
         key = (NS, "storm", i % 700)
         if i % 5 == 0:
             try:
-                client.remove(key)
+                client.remove(key, policy=retry)
             except ex.RecordNotFound:
                 pass
         elif i % 5 == 1:
-            client.put(key, {"v": i}, policy={"ttl": 1})
+            client.put(key, {"v": i}, policy={**retry, "ttl": 1})
         elif i % 5 == 2:
-            client.put(key, {"v": "text"})
+            client.put(key, {"v": "text"}, policy=retry)
         else:
-            client.put(key, {"v": i})
+            client.put(key, {"v": i}, policy=retry)
         if i == 1000:
             add()
     wait_settled(client, 3)
