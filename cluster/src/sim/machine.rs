@@ -87,7 +87,8 @@ impl Medium for MemMedium {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         let bytes = self.0.lock();
         let at = usize::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
-        let src = bytes.get(at..at + buf.len()).ok_or(io::ErrorKind::UnexpectedEof)?;
+        let end = at.checked_add(buf.len()).ok_or(io::ErrorKind::InvalidInput)?;
+        let src = bytes.get(at..end).ok_or(io::ErrorKind::UnexpectedEof)?;
         buf.copy_from_slice(src);
         Ok(())
     }
@@ -95,7 +96,8 @@ impl Medium for MemMedium {
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         let mut bytes = self.0.lock();
         let at = usize::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
-        let dst = bytes.get_mut(at..at + buf.len()).ok_or(io::ErrorKind::WriteZero)?;
+        let end = at.checked_add(buf.len()).ok_or(io::ErrorKind::InvalidInput)?;
+        let dst = bytes.get_mut(at..end).ok_or(io::ErrorKind::WriteZero)?;
         dst.copy_from_slice(buf);
         Ok(())
     }
