@@ -35,6 +35,7 @@ impl ClusterNode {
             versions[ns][pid as usize] = 0;
         }
         let records = self.namespaces[ns].drop_partition(pid);
+        self.reconciling.end(ns, pid);
         self.counters.partitions_dropped.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(pid, records, "gave back a partition settled on its owners");
     }

@@ -51,6 +51,7 @@ mod migrate;
 mod node;
 mod proxy;
 mod rebalance;
+mod reconcile;
 mod replica;
 mod report;
 mod route;

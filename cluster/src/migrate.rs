@@ -1,7 +1,7 @@
 //! Migrations: what this node owes under the installed plan (partitions to send to new
 //! owners, records to merge back into a holder after a split healed), streaming them in
-//! batches with bounded parallelism, taking batches from peers, and announcing to every
-//! member that a partition is complete here.
+//! batches with bounded parallelism (or only what a target lacks, see `reconcile`), taking
+//! batches from peers, and announcing to every member that a partition is complete here.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -11,21 +11,22 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use petrel_proto::cluster::fabric_message::Body;
-use petrel_proto::cluster::{Bytes, MigrateRecords, PartitionComplete};
+use petrel_proto::cluster::{Bytes, MigrateRecords, PartitionComplete, RecordCopy};
 use petrel_proto::{Digest, ResultCode, PARTITIONS_COUNT};
 use tokio::sync::Semaphore;
 
 use crate::node::{ack, ack_result, ClusterNode};
 use crate::partition_table::NodeId;
+use crate::reconcile::Offered;
 use crate::replica::{record_copy, stored_copy};
 
 /// How long a migration batch may take to be applied: a full batch is up to
 /// [`MIGRATE_BATCH_BYTES`] of records, which a busy receiver may take a while to store.
-const MIGRATE_BATCH_TIMEOUT_MS: u64 = 30_000;
+pub(crate) const MIGRATE_BATCH_TIMEOUT_MS: u64 = 30_000;
 /// Records per migration batch, and the bytes after which a batch is cut short: big enough
 /// to amortize a round trip, small enough not to hold a fabric connection for long.
 const MIGRATE_BATCH_RECORDS: usize = 512;
-const MIGRATE_BATCH_BYTES: usize = 4 << 20;
+pub(crate) const MIGRATE_BATCH_BYTES: usize = 4 << 20;
 /// Pause before a partition whose sending failed is tried again (a peer that is gone leaves
 /// the view meanwhile, and the new plan no longer owes it anything).
 const MIGRATE_RETRY_PAUSE_MS: u64 = 500;
@@ -42,13 +43,13 @@ const ANNOUNCE_RETRY_PAUSE_MS: u64 = 300;
 
 /// One partition to send to one node.
 #[derive(Debug, Clone)]
-struct PushTask {
-    ns: usize,
-    pid: u16,
-    target: NodeId,
-    addr: SocketAddr,
-    merge: bool,
-    version: u64,
+pub(crate) struct PushTask {
+    pub(crate) ns: usize,
+    pub(crate) pid: u16,
+    pub(crate) target: NodeId,
+    pub(crate) addr: SocketAddr,
+    pub(crate) merge: bool,
+    pub(crate) version: u64,
 }
 
 impl ClusterNode {
@@ -134,72 +135,20 @@ impl ClusterNode {
         out
     }
 
-    /// Streams one partition to its target; true when the target took all of it.
+    /// Sends one partition to its target; true when the target took all of it. A target
+    /// that kept a restored copy of the partition gets only the records it lacks
+    /// ([`ClusterNode::push_offered`]); any other gets the partition whole.
     async fn push(&self, key: u64, task: &PushTask) -> bool {
-        let ns = &self.namespaces[task.ns];
-        let mut set_names: HashMap<u16, Vec<u8>> = HashMap::new();
-        let mut after = None;
-        let mut sent = 0u64;
-        // Bounded: each batch moves the scan past at least one record, or completes it.
-        loop {
-            if self.current_key() != key {
-                return false;
+        let sent = if task.merge {
+            self.push_whole(key, task).await
+        } else {
+            match self.push_offered(key, task).await {
+                Offered::Done(n) => Some(n),
+                Offered::Failed => None,
+                Offered::Whole => self.push_whole(key, task).await,
             }
-            let mut records = Vec::new();
-            let mut bytes = 0usize;
-            let progress = ns.scan_partition(task.pid, after, None, MIGRATE_BATCH_RECORDS, |r| {
-                let set = if r.set_id == 0 {
-                    Vec::new()
-                } else {
-                    set_names.entry(r.set_id).or_insert_with(|| ns.set_name(r.set_id).unwrap_or_default()).clone()
-                };
-                bytes += r.raw.len() + 64;
-                // The batch names the namespace once; its records do not.
-                records.push(record_copy("", &r.digest, set, &r.meta, Bytes::copy_from_slice(r.raw)));
-                bytes < MIGRATE_BATCH_BYTES
-            });
-            let progress = match progress {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::warn!(error = %e, pid = task.pid, "migration scan failed");
-                    return false;
-                }
-            };
-            after = progress.last;
-            let n = records.len() as u64;
-            let msg = MigrateRecords {
-                namespace: ns.name().to_string(),
-                partition_id: task.pid as u32,
-                cluster_key: key,
-                records,
-                done: progress.complete,
-                version: task.version,
-                merge: task.merge,
-                from_node: self.me,
-            };
-            if progress.complete && !task.merge {
-                // The target takes over as master once it has this last batch: from now on,
-                // until this node knows it did, writes are refused here. A failed send keeps
-                // them refused (the target may have taken over all the same) until a resend
-                // or the target's announcement settles it, or a new view.
-                let mut st = self.state.write();
-                if st.key != key {
-                    return false;
-                }
-                if st.plans[task.ns].row(task.pid).owners.first() == Some(&task.target) {
-                    st.handoffs.insert((task.ns, task.pid));
-                }
-            }
-            let timeout = Duration::from_millis(MIGRATE_BATCH_TIMEOUT_MS);
-            if ack_result(self.fabric().request(task.addr, Body::MigrateRecords(msg), timeout).await).is_err() {
-                return false;
-            }
-            sent += n;
-            self.counters.migrate_records_sent.fetch_add(n, Ordering::Relaxed);
-            if progress.complete {
-                break;
-            }
-        }
+        };
+        let Some(sent) = sent else { return false };
         self.counters.migrate_partitions_sent.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(
             pid = task.pid,
@@ -222,6 +171,84 @@ impl ClusterNode {
             self.give_back_one(task.ns, task.pid);
         }
         self.counters.partition_generation.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Streams every record of the partition; the records sent, or None when the target did
+    /// not take them all.
+    async fn push_whole(&self, key: u64, task: &PushTask) -> Option<u64> {
+        let ns = &self.namespaces[task.ns];
+        let mut set_names: HashMap<u16, Vec<u8>> = HashMap::new();
+        let mut after = None;
+        let mut sent = 0u64;
+        // Bounded: each batch moves the scan past at least one record, or completes it.
+        loop {
+            if self.current_key() != key {
+                return None;
+            }
+            let mut records = Vec::new();
+            let mut bytes = 0usize;
+            let progress = ns.scan_partition(task.pid, after, None, MIGRATE_BATCH_RECORDS, |r| {
+                let set = if r.set_id == 0 {
+                    Vec::new()
+                } else {
+                    set_names.entry(r.set_id).or_insert_with(|| ns.set_name(r.set_id).unwrap_or_default()).clone()
+                };
+                bytes += r.raw.len() + 64;
+                // The batch names the namespace once; its records do not.
+                records.push(record_copy("", &r.digest, set, &r.meta, Bytes::copy_from_slice(r.raw)));
+                bytes < MIGRATE_BATCH_BYTES
+            });
+            let progress = match progress {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = %e, pid = task.pid, "migration scan failed");
+                    return None;
+                }
+            };
+            after = progress.last;
+            sent += records.len() as u64;
+            if !self.send_batch(key, task, records, progress.complete).await {
+                return None;
+            }
+            if progress.complete {
+                return Some(sent);
+            }
+        }
+    }
+
+    /// Sends one batch of a partition's records (`done`: the last); true when the target
+    /// took it.
+    pub(crate) async fn send_batch(&self, key: u64, task: &PushTask, records: Vec<RecordCopy>, done: bool) -> bool {
+        let n = records.len() as u64;
+        let msg = MigrateRecords {
+            namespace: self.namespaces[task.ns].name().to_string(),
+            partition_id: task.pid as u32,
+            cluster_key: key,
+            records,
+            done,
+            version: task.version,
+            merge: task.merge,
+            from_node: self.me,
+        };
+        if done && !task.merge {
+            // The target takes over as master once it has this last batch: from now on,
+            // until this node knows it did, writes are refused here. A failed send keeps
+            // them refused (the target may have taken over all the same) until a resend
+            // or the target's announcement settles it, or a new view.
+            let mut st = self.state.write();
+            if st.key != key {
+                return false;
+            }
+            if st.plans[task.ns].row(task.pid).owners.first() == Some(&task.target) {
+                st.handoffs.insert((task.ns, task.pid));
+            }
+        }
+        let timeout = Duration::from_millis(MIGRATE_BATCH_TIMEOUT_MS);
+        if ack_result(self.fabric().request(task.addr, Body::MigrateRecords(msg), timeout).await).is_err() {
+            return false;
+        }
+        self.counters.migrate_records_sent.fetch_add(n, Ordering::Relaxed);
         true
     }
 
@@ -332,6 +359,7 @@ impl ClusterNode {
                 };
                 if version.is_some() {
                     st.tombstones.remove(&(i, pid));
+                    self.reconciling.end(i, pid);
                 }
                 version
             };

@@ -124,6 +124,8 @@ pub struct ClusterNode {
     pub(crate) versions: Mutex<Vec<Vec<u64>>>,
     /// Per namespace: its versions were read back at start and no plan was installed since.
     pub(crate) restored: Mutex<Vec<bool>>,
+    /// Restored copies kept for partitions this node owns, until checked against a live one.
+    pub(crate) reconciling: crate::reconcile::Reconciling,
     pub(crate) exchanges: Mutex<ExchangeBook>,
     pub(crate) exchange_arrived: Notify,
     /// Woken at each plan installed (a `Notify`, not a `watch`: its waiters wake in the order
@@ -239,6 +241,7 @@ impl ClusterNode {
             state: RwLock::new(State::default()),
             versions: Mutex::new(versions),
             restored: Mutex::new(restored),
+            reconciling: Default::default(),
             exchanges: Mutex::new(BTreeMap::new()),
             exchange_arrived: Notify::new(),
             installed: Notify::new(),
@@ -357,6 +360,7 @@ impl ClusterNode {
         match request.body {
             Some(Body::ReplicaWrite(w)) => self.on_replica_write(w),
             Some(Body::MigrateRecords(m)) => self.on_migrate(m),
+            Some(Body::MigrateOffer(o)) => self.on_migrate_offer(o),
             Some(Body::PartitionComplete(c)) => self.on_partition_complete(&c),
             Some(Body::Exchange(e)) => self.on_exchange(e),
             Some(Body::Proxy(p)) => self.on_proxy(p).await,

@@ -114,6 +114,8 @@ impl ClusterNode {
             st.members = view.members.clone();
             st.addrs = addrs;
             st.tombstones.retain(|(ns, pid), _| plans.get(*ns).is_some_and(|p| !p.row(*pid).is_complete(self.me)));
+            // A restored copy the plan counts complete (no other copy is left) is the data.
+            self.reconciling.retain(|ns, pid| plans.get(ns).is_some_and(|p| !p.row(pid).is_complete(self.me)));
             st.plans = plans;
             st.handoffs.clear();
             if members_changed {
@@ -136,23 +138,35 @@ impl ClusterNode {
     /// At the first plan after a start with a device store: the restored copies the plan
     /// does not count (live members hold newer ones) are dropped before anything is sent to
     /// this node, so that records deleted or changed while it was down cannot come back from
-    /// them. Restored copies the plan counts (no live holder: a whole-cluster restart) stay.
+    /// them, unless this node owns the partition: then the copy stays, not complete, and is
+    /// reconciled with the live one as it arrives (`reconcile`). Restored copies the plan
+    /// counts (no live holder: a whole-cluster restart) stay.
     fn drop_replaced_restored_copies(&self, plans: &[Plan]) {
         let restored = std::mem::take(&mut *self.restored.lock());
         for (i, plan) in plans.iter().enumerate() {
             if !restored.get(i).copied().unwrap_or(false) {
                 continue;
             }
-            let mut dropped = 0;
+            let (mut dropped, mut kept) = (0, 0);
             for pid in 0..PARTITIONS_COUNT as u16 {
-                if plan.row(pid).version_of(self.me) == 0 && !self.namespaces[i].partition(pid).is_empty() {
+                let row = plan.row(pid);
+                if row.version_of(self.me) != 0 || self.namespaces[i].partition(pid).is_empty() {
+                    continue;
+                }
+                if row.owners.contains(&self.me) {
+                    // Owned here again: kept, and checked against the live copy as it
+                    // arrives, so that only what changed moves.
+                    self.reconciling.begin(i, pid);
+                    kept += 1;
+                } else {
                     dropped += self.namespaces[i].drop_partition(pid);
                 }
             }
             tracing::info!(
                 namespace = self.namespaces[i].name(),
-                records = dropped,
-                "restored copies replaced by live holders' dropped"
+                records_dropped = dropped,
+                partitions_kept = kept,
+                "restored copies replaced by live holders' dropped, or kept to be reconciled"
             );
         }
         *self.restored.lock() = vec![false; self.namespaces.len()];

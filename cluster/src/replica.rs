@@ -335,6 +335,7 @@ impl ClusterNode {
     fn apply_replica_record(&self, copy: &RecordCopy) -> Result<Option<(usize, Digest)>, ResultCode> {
         let &i = self.ns_index.get(&copy.namespace).ok_or(ResultCode::Namespace)?;
         let stored = stored_copy(copy)?;
+        self.reconciling.written(i, &stored.digest);
         match self.namespaces[i].apply_replica(&stored).map_err(|e| e.result_code())? {
             // A later copy of the record is here already, and it includes this write; or the
             // record is dead here (expired, truncated) and there is nothing to keep.
@@ -347,6 +348,7 @@ impl ClusterNode {
     fn apply_replica_delete(&self, r: &RecordRef, st: &State) -> Result<Option<(usize, Digest)>, ResultCode> {
         let &i = self.ns_index.get(&r.namespace).ok_or(ResultCode::Namespace)?;
         let digest = Digest::from_slice(&r.digest).ok_or(ResultCode::Parameter)?;
+        self.reconciling.written(i, &digest);
         self.namespaces[i].apply_delete(&digest).map_err(|e| e.result_code())?;
         let pid = digest.partition_id();
         let receiving = st.plans.get(i).is_some_and(|p| !p.row(pid).is_complete(self.me));

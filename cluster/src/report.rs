@@ -26,6 +26,10 @@ pub struct ClusterCounters {
     pub migrate_records_received: AtomicU64,
     pub migrate_partitions_sent: AtomicU64,
     pub migrate_partitions_received: AtomicU64,
+    /// Records a migration found already current on a node that kept a restored copy.
+    pub migrate_records_skipped: AtomicU64,
+    /// Records of a restored copy deleted as stale (gone from, or changed on, the source).
+    pub migrate_stale_records_dropped: AtomicU64,
     /// Copies sent to replicas, each try counted.
     pub replica_writes_sent: AtomicU64,
     /// Writes that did not reach every owner.

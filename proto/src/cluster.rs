@@ -127,7 +127,7 @@ pub struct FabricMessage {
     pub request_id: u64,
     #[prost(bool, tag = "3")]
     pub is_answer: bool,
-    #[prost(oneof = "fabric_message::Body", tags = "12, 13, 14, 15, 16, 17, 18, 19")]
+    #[prost(oneof = "fabric_message::Body", tags = "12, 13, 14, 15, 16, 17, 18, 19, 20, 21")]
     pub body: Option<fabric_message::Body>,
 }
 
@@ -162,6 +162,13 @@ pub mod fabric_message {
         /// A write the partition's master made, for the partition's other owners.
         #[prost(message, tag = "19")]
         ReplicaWrite(super::ReplicaWrite),
+        /// What a migration source holds in one digest range of a partition, for a receiver
+        /// that kept copies restored from its device store.
+        #[prost(message, tag = "20")]
+        MigrateOffer(super::MigrateOffer),
+        /// The answer to an offer: which offered records the receiver needs.
+        #[prost(message, tag = "21")]
+        MigrateWanted(super::MigrateWanted),
     }
 }
 
@@ -248,6 +255,53 @@ pub struct MigrateRecords {
     /// The sending node.
     #[prost(uint64, tag = "8")]
     pub from_node: u64,
+}
+
+/// A record's identity and version, without its data.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RecordStamp {
+    #[prost(bytes = "vec", tag = "1")]
+    pub digest: Vec<u8>,
+    #[prost(uint32, tag = "2")]
+    pub generation: u32,
+    #[prost(uint32, tag = "3")]
+    pub void_time: u32,
+    #[prost(uint64, tag = "4")]
+    pub lut_ms: u64,
+}
+
+/// The live records a migration source holds in the digest range (`after`, `through`] of a
+/// partition, ascending. An empty `after` starts at the partition's first digest, an empty
+/// `through` runs to its end.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MigrateOffer {
+    #[prost(string, tag = "1")]
+    pub namespace: String,
+    #[prost(uint32, tag = "2")]
+    pub partition_id: u32,
+    #[prost(uint64, tag = "3")]
+    pub cluster_key: u64,
+    #[prost(uint64, tag = "4")]
+    pub from_node: u64,
+    #[prost(bytes = "vec", tag = "5")]
+    pub after: Vec<u8>,
+    #[prost(bytes = "vec", tag = "6")]
+    pub through: Vec<u8>,
+    #[prost(message, repeated, tag = "7")]
+    pub stamps: Vec<RecordStamp>,
+}
+
+/// The answer to a [`MigrateOffer`]. `reconciling` false: the receiver holds no restored
+/// copy of the partition, did nothing, and wants every record (the source sends the
+/// partition whole). Otherwise `wanted` lists the offered records it needs, by index.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MigrateWanted {
+    #[prost(uint32, tag = "1")]
+    pub result_code: u32,
+    #[prost(bool, tag = "2")]
+    pub reconciling: bool,
+    #[prost(uint32, repeated, tag = "3")]
+    pub wanted: Vec<u32>,
 }
 
 /// A client frame (request, or answer frames) carried between nodes.

@@ -425,6 +425,7 @@ fn statistics(node: &Node) -> String {
                 "cluster_size={};cluster_key={:X};cluster_generation={};cluster_principal={:X};cluster_integrity={};cluster_is_member={};\
 migrate_partitions_remaining={};migrate_tx_partitions_remaining={};migrate_rx_partitions_remaining={};migrate_allowed=true;\
 migrate_records_sent={};migrate_records_received={};migrate_partitions_sent={};migrate_partitions_received={};\
+migrate_records_skipped={};migrate_stale_records_dropped={};\
 partitions_unsettled={};copies_to_give_back={};partitions_given_back={};replica_writes_sent={};replica_writes_failed={};replica_writes_applied={};\
 replica_repairs={};replica_repairs_dropped={};replication_failures={};proxied_in={};",
                 sum.members.len(),
@@ -440,6 +441,8 @@ replica_repairs={};replica_repairs_dropped={};replication_failures={};proxied_in
                 k.migrate_records_received.load(Relaxed),
                 k.migrate_partitions_sent.load(Relaxed),
                 k.migrate_partitions_received.load(Relaxed),
+                k.migrate_records_skipped.load(Relaxed),
+                k.migrate_stale_records_dropped.load(Relaxed),
                 sum.unsettled,
                 cl.copies_to_give_back(),
                 k.partitions_dropped.load(Relaxed),

@@ -382,23 +382,27 @@ fn truncate_namespace_and_set_with_cutoff() {
     assert!(get(&ns, key(1)).is_ok());
 }
 
-#[test]
-fn scan_walks_partitions_in_digest_order_with_cursor_and_limit() {
-    let (ns, _) = ns_with(NamespaceConfig { sprigs_per_partition: 4, ..NamespaceConfig::new("test") });
-    let a = [("a", Value::Int(1))];
-    // Find 300 keys of one partition.
-    let target = key(0).partition_id();
+/// Writes `count` records whose keys fall in partition `target`; their digests, as found.
+fn put_in_partition(ns: &Namespace, target: u16, count: usize) -> Vec<Digest> {
     let mut digests = Vec::new();
     let mut i = 0;
-    while digests.len() < 300 && i < 5_000_000 {
+    while digests.len() < count && i < 5_000_000 {
         let d = key(i);
         if d.partition_id() == target {
-            put(&ns, d, &a, WritePolicy::default()).expect("put");
+            put(ns, d, &[("a", Value::Int(i))], WritePolicy::default()).expect("put");
             digests.push(d);
         }
         i += 1;
     }
-    assert_eq!(digests.len(), 300);
+    assert_eq!(digests.len(), count);
+    digests
+}
+
+#[test]
+fn scan_walks_partitions_in_digest_order_with_cursor_and_limit() {
+    let (ns, _) = ns_with(NamespaceConfig { sprigs_per_partition: 4, ..NamespaceConfig::new("test") });
+    let target = key(0).partition_id();
+    let mut digests = put_in_partition(&ns, target, 300);
     digests.sort();
     let mut seen = Vec::new();
     let mut after = None;
@@ -428,6 +432,40 @@ fn scan_walks_partitions_in_digest_order_with_cursor_and_limit() {
     assert_eq!(stopped.last, Some(digests[4]));
     let none = ns.scan_partition(target, None, Some(4000), 1000, |_| true).expect("scan");
     assert_eq!(none.returned, 0);
+}
+
+#[test]
+fn stamps_walk_a_digest_range_and_stale_copies_go_only_unchanged() {
+    let (ns, _) = ns_with(NamespaceConfig { sprigs_per_partition: 4, ..NamespaceConfig::new("test") });
+    let target = key(0).partition_id();
+    let mut digests = put_in_partition(&ns, target, 200);
+    digests.sort();
+    // Whole partition, 70 at a time, across sprigs.
+    let (mut seen, mut after) = (Vec::new(), None);
+    loop {
+        let (stamps, progress) = ns.partition_stamps(target, after, None, 70);
+        seen.extend(stamps.iter().map(|(d, _)| *d));
+        after = progress.last;
+        if progress.complete {
+            break;
+        }
+        assert_eq!(stamps.len(), 70);
+    }
+    assert_eq!(seen, digests);
+    // A bounded range: (d[9], d[119]] and nothing past it.
+    let (stamps, progress) = ns.partition_stamps(target, Some(digests[9]), Some(digests[119]), 1000);
+    assert!(progress.complete);
+    assert_eq!(stamps.iter().map(|(d, _)| *d).collect::<Vec<_>>(), digests[10..120].to_vec());
+    let (d, meta) = stamps[0];
+    assert_eq!(ns.exists(&d).expect("exists"), meta);
+    // Deleted only with the metadata it has.
+    let other = RecordMeta { generation: meta.generation + 1, ..meta };
+    assert!(!ns.delete_if_unchanged(&d, other).expect("delete"));
+    assert!(ns.exists(&d).is_ok());
+    assert!(ns.delete_if_unchanged(&d, meta).expect("delete"));
+    assert!(ns.exists(&d).is_err());
+    assert!(!ns.delete_if_unchanged(&d, meta).expect("delete"), "gone already");
+    assert_eq!(ns.stats().objects, 199);
 }
 
 #[test]

@@ -46,7 +46,7 @@ fn main() -> Result<()> {
     let started = Instant::now();
     let next = AtomicU64::new(args.first);
     let failed = AtomicBool::new(false);
-    let totals: [AtomicU64; 3] = Default::default();
+    let totals: [AtomicU64; 4] = Default::default();
     let first_failure = parking_lot::Mutex::new(None::<String>);
     std::thread::scope(|s| {
         for _ in 0..threads {
@@ -60,6 +60,7 @@ fn main() -> Result<()> {
                         totals[0].fetch_add(r.acked, Ordering::Relaxed);
                         totals[1].fetch_add(r.crashes + r.pauses + r.splits + r.one_way_cuts, Ordering::Relaxed);
                         totals[2].fetch_add(1, Ordering::Relaxed);
+                        totals[3].fetch_add(r.records_kept_at_rejoin, Ordering::Relaxed);
                     }
                     Err(e) => {
                         failed.store(true, Ordering::Relaxed);
@@ -78,12 +79,14 @@ fn main() -> Result<()> {
         );
     }
     println!(
-        "{} seeds of {} steps passed in {:.1} s: {} writes acknowledged, {} disruptions",
+        "{} seeds of {} steps passed in {:.1} s: {} writes acknowledged, {} disruptions, {} records kept current \
+         by restarted nodes (not sent again)",
         totals[2].load(Ordering::Relaxed),
         args.steps,
         started.elapsed().as_secs_f64(),
         totals[0].load(Ordering::Relaxed),
-        totals[1].load(Ordering::Relaxed)
+        totals[1].load(Ordering::Relaxed),
+        totals[3].load(Ordering::Relaxed)
     );
     Ok(())
 }

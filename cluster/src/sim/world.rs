@@ -58,6 +58,9 @@ pub struct Report {
     pub one_way_cuts: u64,
     pub clock_jumps: u64,
     pub messages: u64,
+    /// Records a restarted node's restored copy already held current, so that its
+    /// partitions' migrations did not send them (device runs).
+    pub records_kept_at_rejoin: u64,
     /// Virtual milliseconds the run took, settling included.
     pub virtual_ms: u64,
 }
@@ -292,6 +295,7 @@ impl World {
         self.net.bring_down(i);
         let node = self.nodes.lock()[i].take();
         if let Some(node) = node {
+            self.report.lock().records_kept_at_rejoin += node.counters.migrate_records_skipped.load(Ordering::Relaxed);
             node.stop().await;
         }
     }
@@ -340,6 +344,9 @@ impl World {
         self.check_masters().map_err(|e| format!("seed {}: at the end: {e}", self.seed))?;
         self.check_records().map_err(|e| format!("seed {}: at the end: {e}", self.seed))?;
         let mut report = self.report.lock().clone();
+        for node in self.nodes.lock().iter().flatten() {
+            report.records_kept_at_rejoin += node.counters.migrate_records_skipped.load(Ordering::Relaxed);
+        }
         report.steps = steps;
         report.messages = self.net.delivered();
         report.virtual_ms = self.now_ms();

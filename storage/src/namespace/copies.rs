@@ -163,6 +163,20 @@ impl<E: StorageEngine> Namespace<E> {
         Ok(self.drop_entry(&mut tree, digest))
     }
 
+    /// Deletes record `digest` if it is live here with exactly `meta` (a copy found stale,
+    /// unless a write changed it since it was looked at); durably, as a client's delete.
+    /// Returns whether it was deleted.
+    pub fn delete_if_unchanged(&self, digest: &Digest, meta: RecordMeta) -> Result<bool, StorageError> {
+        let now_ms = self.clock.now_ms();
+        let mut tree = self.partitions[digest.partition_id() as usize].lock(digest);
+        let Some(h) = tree.find(digest) else { return Ok(false) };
+        if RecordMeta::of(tree.entry(h)) != meta {
+            return Ok(false);
+        }
+        self.persist_delete(&tree, h, now_ms)?;
+        Ok(self.drop_entry(&mut tree, digest))
+    }
+
     /// Drops every record of partition `pid` (it moved to other nodes) and gives its index and
     /// data memory back; returns how many records went.
     pub fn drop_partition(&self, pid: PartitionId) -> u64 {

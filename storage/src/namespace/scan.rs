@@ -1,5 +1,6 @@
 //! Scans: walking one partition in digest order, a bounded batch of live records at a time,
-//! so no sprig lock is held while the caller looks at a record.
+//! so no sprig lock is held while the caller looks at a record; and listing a digest range's
+//! live records by metadata alone (no data read), as a migration compares two copies.
 
 use petrel_proto::{Digest, PartitionId};
 
@@ -129,5 +130,53 @@ impl<E: StorageEngine> Namespace<E> {
         }
         progress.complete = true;
         Ok(progress)
+    }
+
+    /// The live records of partition `pid` after `after` and up to and including `through`
+    /// (None: to the end), ascending, at most `limit`, by metadata alone: the index is read,
+    /// the data is not. The progress's `last` moves past dead records too, and `complete`
+    /// says the range was walked to its end.
+    pub fn partition_stamps(
+        &self,
+        pid: PartitionId,
+        after: Option<Digest>,
+        through: Option<Digest>,
+        limit: usize,
+    ) -> (Vec<(Digest, RecordMeta)>, ScanProgress) {
+        let partition = &self.partitions[pid as usize];
+        let mut out = Vec::new();
+        let mut progress = ScanProgress { last: after, returned: 0, complete: false };
+        let first_sprig = after.map_or(0, |d| partition.sprig_index(&d));
+        let now_secs = self.clock.now_secs();
+        for sprig in first_sprig..partition.sprigs_count() {
+            let tree = partition.lock_sprig(sprig);
+            let mut beyond = false;
+            let start = progress.last;
+            tree.visit_from(start.as_ref(), |e| {
+                if through.is_some_and(|t| e.digest > t) {
+                    beyond = true;
+                    return false;
+                }
+                if out.len() == limit {
+                    return false;
+                }
+                if self.doom(e, now_secs).is_none() {
+                    out.push((e.digest, RecordMeta::of(e)));
+                }
+                progress.last = Some(e.digest);
+                true
+            });
+            drop(tree);
+            if beyond {
+                break;
+            }
+            if out.len() == limit {
+                progress.returned = out.len();
+                return (out, progress);
+            }
+        }
+        progress.returned = out.len();
+        progress.complete = true;
+        (out, progress)
     }
 }
