@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use petrel_proto::cluster::fabric_message::Body;
-use petrel_proto::cluster::{Bytes, MigrateRecords, PartitionComplete, RecordCopy};
+use petrel_proto::cluster::{Bytes, MigrateRecords, PartitionComplete, RecordCopy, RecordStamp};
 use petrel_proto::{Digest, ResultCode, PARTITIONS_COUNT};
 use tokio::sync::Semaphore;
 
@@ -30,6 +30,9 @@ pub(crate) const MIGRATE_BATCH_BYTES: usize = 4 << 20;
 /// Pause before a partition whose sending failed is tried again (a peer that is gone leaves
 /// the view meanwhile, and the new plan no longer owes it anything).
 const MIGRATE_RETRY_PAUSE_MS: u64 = 500;
+/// Delete marks one migration batch carries at most (the most a partition keeps, see
+/// `NamespaceConfig::delete_marks_max`).
+const MIGRATE_DELETES_MAX: usize = 1 << 16;
 /// How often the migration loop looks at what is owed when nothing wakes it, and how long it
 /// lets wake-ups gather before it looks.
 const MIGRATE_POLL_MS: u64 = 500;
@@ -40,6 +43,11 @@ const MIGRATE_COALESCE_MS: u64 = 25;
 const ANNOUNCE_TRIES: usize = 200;
 const ANNOUNCE_TIMEOUT_MS: u64 = 2_000;
 const ANNOUNCE_RETRY_PAUSE_MS: u64 = 300;
+
+/// A delete mark as a migration carries it.
+fn delete_stamp(digest: &Digest, deleted_ms: u64) -> RecordStamp {
+    RecordStamp { digest: digest.as_bytes().to_vec(), generation: 0, void_time: 0, lut_ms: deleted_ms }
+}
 
 /// One partition to send to one node.
 #[derive(Debug, Clone)]
@@ -221,6 +229,14 @@ impl ClusterNode {
     /// took it.
     pub(crate) async fn send_batch(&self, key: u64, task: &PushTask, records: Vec<RecordCopy>, done: bool) -> bool {
         let n = records.len() as u64;
+        // The last batch carries the partition's delete marks (at most `MIGRATE_DELETES_MAX`:
+        // a namespace keeps at most that many per partition).
+        let deletes = if done {
+            let marks = self.namespaces[task.ns].delete_marks_of(task.pid);
+            marks.iter().take(MIGRATE_DELETES_MAX).map(|(d, at)| delete_stamp(d, *at)).collect()
+        } else {
+            Vec::new()
+        };
         let msg = MigrateRecords {
             namespace: self.namespaces[task.ns].name().to_string(),
             partition_id: task.pid as u32,
@@ -230,6 +246,7 @@ impl ClusterNode {
             version: task.version,
             merge: task.merge,
             from_node: self.me,
+            deletes,
         };
         if done && !task.merge {
             // The target takes over as master once it has this last batch: from now on,
@@ -320,6 +337,18 @@ impl ClusterNode {
             return ack(ResultCode::ClusterKeyMismatch);
         }
         let ns = &self.namespaces[i];
+        if m.deletes.len() > MIGRATE_DELETES_MAX {
+            return ack(ResultCode::Parameter);
+        }
+        // The source's deletes first: older copies here go, and none is taken again.
+        for mark in &m.deletes {
+            let Some(digest) = Digest::from_slice(&mark.digest).filter(|d| d.partition_id() == pid) else {
+                return ack(ResultCode::Parameter);
+            };
+            if let Err(e) = ns.apply_delete_mark(&digest, mark.lut_ms) {
+                return ack(e.result_code());
+            }
+        }
         let deleted_here = |d: &Digest| self.state.read().tombstones.get(&(i, pid)).is_some_and(|t| t.contains(d));
         let mut applied = 0u64;
         for copy in &m.records {

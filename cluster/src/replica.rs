@@ -57,14 +57,17 @@ impl WriteCopy {
         }
     }
 
-    fn change(&self, namespace: &str) -> Change {
+    /// The change as sent; a delete carries when it was made (`deleted_ms`).
+    fn change(&self, namespace: &str, deleted_ms: impl FnOnce(&Digest) -> Option<u64>) -> Change {
         match self {
             WriteCopy::Record { digest, set, meta, image } => {
                 Change::Record(record_copy(namespace, digest, set.clone(), meta, image.clone()))
             }
-            WriteCopy::Delete { digest } => {
-                Change::Delete(RecordRef { namespace: namespace.to_string(), digest: digest.as_bytes().to_vec() })
-            }
+            WriteCopy::Delete { digest } => Change::Delete(RecordRef {
+                namespace: namespace.to_string(),
+                digest: digest.as_bytes().to_vec(),
+                lut_ms: deleted_ms(digest).unwrap_or(0),
+            }),
         }
     }
 }
@@ -249,7 +252,9 @@ impl ClusterNode {
             }
             // Built for each try: the fabric takes the message, and the image is copied once
             // per try rather than kept twice for the rare retry.
-            let body = Body::ReplicaWrite(ReplicaWrite { cluster_key: key, change: Some(copy.change(name)) });
+            let deleted_ms = |d: &Digest| self.namespaces[ns].delete_mark(d);
+            let body =
+                Body::ReplicaWrite(ReplicaWrite { cluster_key: key, change: Some(copy.change(name, deleted_ms)) });
             self.counters.replica_writes_sent.fetch_add(targets.len() as u64, Ordering::Relaxed);
             let reachable: SmallVec<[(NodeId, SocketAddr); 4]> =
                 targets.iter().filter_map(|&(n, addr)| Some((n, addr?))).collect();
@@ -349,7 +354,7 @@ impl ClusterNode {
         let &i = self.ns_index.get(&r.namespace).ok_or(ResultCode::Namespace)?;
         let digest = Digest::from_slice(&r.digest).ok_or(ResultCode::Parameter)?;
         self.reconciling.written(i, &digest);
-        self.namespaces[i].apply_delete(&digest).map_err(|e| e.result_code())?;
+        self.namespaces[i].apply_delete(&digest, r.lut_ms).map_err(|e| e.result_code())?;
         let pid = digest.partition_id();
         let receiving = st.plans.get(i).is_some_and(|p| !p.row(pid).is_complete(self.me));
         Ok(receiving.then_some((i, digest)))
@@ -442,7 +447,8 @@ mod tests {
     }
 
     fn send(node: &ClusterNode, key: u64, copy: &WriteCopy) -> Result<(), ResultCode> {
-        let body = node.on_replica_write(ReplicaWrite { cluster_key: key, change: Some(copy.change("test")) });
+        let body =
+            node.on_replica_write(ReplicaWrite { cluster_key: key, change: Some(copy.change("test", |_| None)) });
         ack_result(Ok(FabricMessage { body: Some(body), ..Default::default() }))
     }
 

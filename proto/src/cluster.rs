@@ -100,6 +100,7 @@ mod tests {
                 change: Some(replica_write::Change::Delete(RecordRef {
                     namespace: "test".into(),
                     digest: vec![1; 20],
+                    lut_ms: 5,
                 })),
             })),
         };
@@ -224,6 +225,10 @@ pub struct RecordRef {
     pub namespace: String,
     #[prost(bytes = "vec", tag = "2")]
     pub digest: Vec<u8>,
+    /// For a delete: when the master deleted it (last-update time, ms since the Citrusleaf
+    /// epoch; 0 = not known).
+    #[prost(uint64, tag = "3")]
+    pub lut_ms: u64,
 }
 
 /// An answer's result.
@@ -255,6 +260,10 @@ pub struct MigrateRecords {
     /// The sending node.
     #[prost(uint64, tag = "8")]
     pub from_node: u64,
+    /// With `done`: the sender's delete marks of the partition (digest and delete time in
+    /// `lut_ms`), so that the receiver neither keeps nor later takes older copies of them.
+    #[prost(message, repeated, tag = "9")]
+    pub deletes: Vec<RecordStamp>,
 }
 
 /// A record's identity and version, without its data.

@@ -213,6 +213,10 @@ pub struct NamespaceSettings {
     pub commit_to_device: bool,
     pub defrag_lwm_pct: u8,
     pub min_avail_pct: u8,
+    /// Recent deletes remembered (0: none), so that older copies do not come back.
+    pub delete_marks_max: u64,
+    /// Seconds a delete is remembered.
+    pub tomb_raider_eligible_age: u32,
 }
 
 impl Default for NamespaceSettings {
@@ -236,6 +240,8 @@ impl Default for NamespaceSettings {
             commit_to_device: false,
             defrag_lwm_pct: 50,
             min_avail_pct: 5,
+            delete_marks_max: d.delete_marks_max,
+            tomb_raider_eligible_age: d.tomb_raider_eligible_age_secs,
         }
     }
 }
@@ -310,6 +316,8 @@ impl NamespaceSettings {
             max_record_size_bytes: self.max_record_size,
             sprigs_per_partition: self.partition_tree_sprigs,
             nsup_period_secs: self.nsup_period,
+            delete_marks_max: self.delete_marks_max,
+            tomb_raider_eligible_age_secs: self.tomb_raider_eligible_age,
         }
     }
 }

@@ -297,7 +297,8 @@ fn namespace_stats(node: &Node, rest: &str) -> String {
         (tx, rx) = cl.migrations(s.index);
     }
     let used_pct = used * 100 / c.memory_size_bytes.max(1);
-    // Tombstones exist only on a device store (a memory namespace forgets deletes at once).
+    // Tombstones (deletes on disk) exist only on a device store; delete marks (recent deletes
+    // in memory) in every namespace.
     let tombstones = s.ns.device().map_or(0, |d| d.counters.tombstones.load(Relaxed));
     let mut o = String::new();
     let _ = write!(
@@ -305,9 +306,9 @@ fn namespace_stats(node: &Node, rest: &str) -> String {
         "ns_cluster_size={cluster_size};effective_replication_factor={rf};objects={};tombstones={};master_objects={master};prole_objects={prole};non_replica_objects={non_replica};\
 expired_objects={};evicted_objects={};truncated_records={};stop_writes={};hwm_breached={};\
 index_used_bytes={};sindex_used_bytes={sindex_bytes};data_used_bytes={};memory_used_bytes={};memory_used_pct={};data_total_bytes={};\
-migrate_tx_partitions_remaining={tx};migrate_rx_partitions_remaining={rx};\
+migrate_tx_partitions_remaining={tx};migrate_rx_partitions_remaining={rx};delete_marks={};delete_marks_bytes={};\
 replication-factor={};default-ttl={};evict-used-pct={};stop-writes-used-pct={};max-record-size={};\
-partition-tree-sprigs={};nsup-period={};{}",
+partition-tree-sprigs={};nsup-period={};delete-marks-max={};tomb-raider-eligible-age={};{}",
         st.objects,
         tombstones,
         st.expired_objects,
@@ -320,6 +321,8 @@ partition-tree-sprigs={};nsup-period={};{}",
         used,
         used_pct,
         c.memory_size_bytes,
+        st.delete_marks,
+        st.delete_marks_bytes,
         c.replication_factor,
         c.default_ttl_secs,
         c.evict_used_pct,
@@ -327,6 +330,8 @@ partition-tree-sprigs={};nsup-period={};{}",
         c.max_record_size_bytes,
         c.sprigs_per_partition,
         c.nsup_period_secs,
+        c.delete_marks_max,
+        c.tomb_raider_eligible_age_secs,
         storage_settings(&s.ns, true),
     );
     s.client.render(&mut o);

@@ -1,5 +1,6 @@
 //! The namespace supervisor: a background thread that, every `nsup-period`, reclaims expired
-//! and truncated records, evicts above the high-water mark, and refreshes stop-writes; and
+//! and truncated records, evicts above the high-water mark, reaps old delete marks, and
+//! refreshes stop-writes; and
 //! the passes it runs ([`Namespace::supervise`], [`Namespace::reclaim_dead`],
 //! [`Namespace::evict_if_needed`]), which walk the namespace's indexes through its
 //! crate-visible internals.
@@ -226,10 +227,12 @@ impl<E: StorageEngine> Namespace<E> {
         evicted
     }
 
-    /// One supervisor pass: reclaim dead records, evict if above the mark, refresh the
-    /// stop-writes state.
+    /// One supervisor pass: reclaim dead records, evict if above the mark, reap delete marks
+    /// older than `tomb_raider_eligible_age`, refresh the stop-writes state.
     pub fn supervise(&self) {
         self.reclaim_dead();
+        let age_ms = u64::from(self.config.read().tomb_raider_eligible_age_secs) * 1000;
+        self.delete_marks.reap(self.clock.now_ms().saturating_sub(age_ms));
         self.evict_if_needed();
         let stop = self.memory_used_bytes() >= self.stop_writes_bytes();
         self.stop_writes.store(stop, Ordering::Relaxed);

@@ -95,6 +95,8 @@ fn records_updates_deletes_and_expiry_survive_a_restart() {
     }
     for i in 100..150 {
         assert_eq!(get(&ns, key(i)), None, "deleted record {i} came back");
+        // Remembered, so that a copy another node still holds is not taken again.
+        assert!(ns.delete_mark(&key(i)).is_some(), "record {i}'s delete forgotten");
     }
     for i in 150..500 {
         assert_eq!(get(&ns, key(i)), Some((vec![i as u8; 100 + i as usize], 1)), "record {i}");
@@ -234,6 +236,7 @@ fn a_fast_restart_loads_the_saved_state_once_and_matches_a_cold_one() {
     assert!(summary.fast, "{summary:?}");
     assert_eq!(summary.records, 350);
     check(&ns);
+    assert_eq!(ns.stats().delete_marks, 50, "the saved state keeps the deletes' marks");
     // Writes and defragmentation go on; the next (cold) restart finds them all.
     put(&ns, key(7000), b"after", Ttl::NamespaceDefault).expect("put after a fast restart");
     ns.defrag(64).expect("defrag");

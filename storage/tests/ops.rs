@@ -713,5 +713,5 @@ fn copies_from_other_nodes_resolve_conflicts_and_partitions_drop() {
     assert_eq!(after.data_bytes, 0);
     assert!(after.index_bytes < before.index_bytes);
     assert_eq!(after.sets.iter().map(|s| s.objects).sum::<u64>(), 0);
-    assert!(!dst.apply_delete(&key(1)).expect("delete"));
+    assert!(!dst.apply_delete(&key(1), 0).expect("delete"));
 }

@@ -176,7 +176,7 @@ fn run(ns: &Namespace, clock: &ManualClock, scratch: &Namespace, s: &Step, lut_m
             ns.apply_replica(&copy).expect("replica");
         }
         Step::ReplicaDelete(k) => {
-            ns.apply_delete(&key(*k)).expect("replica delete");
+            ns.apply_delete(&key(*k), 0).expect("replica delete");
         }
         Step::DropPartitionOf(k) => {
             ns.drop_partition(key(*k).partition_id());

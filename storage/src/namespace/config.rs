@@ -25,6 +25,11 @@ pub struct NamespaceConfig {
     pub sprigs_per_partition: usize,
     /// Seconds between supervisor passes (expiry, truncation, eviction).
     pub nsup_period_secs: u32,
+    /// Delete marks kept at most (0: none), fixed at start: see `marks`.
+    pub delete_marks_max: u64,
+    /// Seconds a delete mark is kept: longer than any split or outage whose copies should
+    /// not bring a deleted record back.
+    pub tomb_raider_eligible_age_secs: u32,
 }
 
 impl NamespaceConfig {
@@ -40,6 +45,8 @@ impl NamespaceConfig {
             max_record_size_bytes: 1 << 20,
             sprigs_per_partition: 8,
             nsup_period_secs: 1,
+            delete_marks_max: 1 << 20,
+            tomb_raider_eligible_age_secs: 86_400,
         }
     }
 
@@ -67,6 +74,10 @@ impl NamespaceConfig {
         }
         if self.nsup_period_secs == 0 {
             return Err("nsup-period must be at least 1 second".into());
+        }
+        // 65 536 per partition at most: what one migration batch carries.
+        if self.delete_marks_max > 1 << 28 {
+            return Err("delete-marks-max must be at most 268435456".into());
         }
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! Copies of records from other nodes: replication (a master's writes, applied in sequence
 //! by [`Namespace::apply_replica`]), migration and merges (resolved by
-//! [`ConflictResolution`] in [`Namespace::apply_copy`]), deletes a master made, and dropping
-//! a partition that moved away.
+//! [`ConflictResolution`] in [`Namespace::apply_copy`], which honours delete marks), deletes
+//! a master made and other nodes' delete marks, and dropping a partition that moved away.
 
 use std::sync::atomic::Ordering;
 
@@ -90,8 +90,11 @@ impl<E: StorageEngine> Namespace<E> {
     /// stored when this node has no live copy, or when the incoming copy wins under
     /// `resolution`; returns whether it was stored. The image is checked before it is
     /// stored, since it came over the network.
+    ///
+    /// A copy no newer than a delete of the record this node remembers (a delete mark) is
+    /// not stored: it is what the delete removed, still held elsewhere.
     pub fn apply_copy(&self, copy: &RecordCopy<'_>, resolution: ConflictResolution) -> Result<bool, StorageError> {
-        let outcome = self.store_copy(copy, |local| resolution.incoming_wins(local, &copy.meta))?;
+        let outcome = self.store_copy(copy, true, |local| resolution.incoming_wins(local, &copy.meta))?;
         Ok(outcome == ReplicaApplied::Stored)
     }
 
@@ -103,16 +106,18 @@ impl<E: StorageEngine> Namespace<E> {
     /// a stale local copy (a delete that never reached this node, then the record created
     /// anew at generation 1) from hiding the master's newer write behind a higher generation.
     pub fn apply_replica(&self, copy: &RecordCopy<'_>) -> Result<ReplicaApplied, StorageError> {
-        self.store_copy(copy, |local| {
+        self.store_copy(copy, false, |local| {
             copy.meta.lut_ms.cmp(&local.lut_ms).then(generation_cmp(copy.meta.generation, local.generation)).is_ge()
         })
     }
 
     /// Checks a copy from the network and stores it when there is no live local copy or when
-    /// `incoming_wins(local)` says so.
+    /// `incoming_wins(local)` says so; with `respect_marks`, never when a delete of the
+    /// record at or after the copy's last update is remembered.
     fn store_copy(
         &self,
         copy: &RecordCopy<'_>,
+        respect_marks: bool,
         incoming_wins: impl FnOnce(&RecordMeta) -> bool,
     ) -> Result<ReplicaApplied, StorageError> {
         let image = ImageView::parse(copy.image)?;
@@ -130,6 +135,10 @@ impl<E: StorageEngine> Namespace<E> {
         let now_secs = self.clock.now_secs();
         let digest = &copy.digest;
         let mut tree = self.partitions[digest.partition_id() as usize].lock(digest);
+        // Under the sprig lock, which every delete holds while it notes its mark.
+        if respect_marks && self.delete_marks.get(digest).is_some_and(|deleted| deleted >= copy.meta.lut_ms) {
+            return Ok(ReplicaApplied::Dead);
+        }
         let existing = self.find_live(&mut tree, digest, now_secs);
         if let Some(h) = existing {
             let local = RecordMeta::of(tree.entry(h));
@@ -154,13 +163,42 @@ impl<E: StorageEngine> Namespace<E> {
         Ok(ReplicaApplied::Stored)
     }
 
-    /// Removes a record because its master removed it; returns whether there was one.
-    pub fn apply_delete(&self, digest: &Digest) -> Result<bool, StorageError> {
+    /// Removes a record because its master removed it at `deleted_ms` (0: not said); returns
+    /// whether there was one. The delete is remembered (a mark) even where the record was
+    /// missing, so that a copy of it arriving later is not stored.
+    pub fn apply_delete(&self, digest: &Digest, deleted_ms: u64) -> Result<bool, StorageError> {
         let now_ms = self.clock.now_ms();
         let mut tree = self.partitions[digest.partition_id() as usize].lock(digest);
-        let Some(h) = tree.find(digest) else { return Ok(false) };
-        self.persist_delete(&tree, h, now_ms)?;
+        let Some(h) = tree.find(digest) else {
+            self.delete_marks.note(digest, deleted_ms);
+            return Ok(false);
+        };
+        let lut_ms = if deleted_ms != 0 { deleted_ms } else { Self::delete_lut_ms(&tree, h, now_ms) };
+        self.persist_delete(&tree, h, lut_ms)?;
+        self.delete_marks.note(digest, deleted_ms);
         Ok(self.drop_entry(&mut tree, digest))
+    }
+
+    /// Another node's delete mark: remembered, and a local copy last updated before it is
+    /// deleted (durably). Returns whether a record went.
+    pub fn apply_delete_mark(&self, digest: &Digest, deleted_ms: u64) -> Result<bool, StorageError> {
+        let mut tree = self.partitions[digest.partition_id() as usize].lock(digest);
+        let older = tree.find(digest).filter(|&h| tree.entry(h).lut_ms < deleted_ms);
+        if let Some(h) = older {
+            self.persist_delete(&tree, h, deleted_ms)?;
+        }
+        self.delete_marks.note(digest, deleted_ms);
+        Ok(older.is_some() && self.drop_entry(&mut tree, digest))
+    }
+
+    /// When this node last saw `digest` deleted, if it remembers.
+    pub fn delete_mark(&self, digest: &Digest) -> Option<u64> {
+        self.delete_marks.get(digest)
+    }
+
+    /// The delete marks of partition `pid` (digest, delete time), to go with it.
+    pub fn delete_marks_of(&self, pid: PartitionId) -> Vec<(Digest, u64)> {
+        self.delete_marks.of_partition(pid)
     }
 
     /// Deletes record `digest` if it is live here with exactly `meta` (a copy found stale,
@@ -173,7 +211,8 @@ impl<E: StorageEngine> Namespace<E> {
         if RecordMeta::of(tree.entry(h)) != meta {
             return Ok(false);
         }
-        self.persist_delete(&tree, h, now_ms)?;
+        // No mark: the copy that replaces it, or the source's marks, say when it went.
+        self.persist_delete(&tree, h, Self::delete_lut_ms(&tree, h, now_ms))?;
         Ok(self.drop_entry(&mut tree, digest))
     }
 
@@ -181,6 +220,7 @@ impl<E: StorageEngine> Namespace<E> {
     /// data memory back; returns how many records went.
     pub fn drop_partition(&self, pid: PartitionId) -> u64 {
         let partition = &self.partitions[pid as usize];
+        self.delete_marks.clear_partition(pid);
         let mut dropped = 0;
         for sprig in 0..partition.sprigs_count() {
             let mut tree = partition.lock_sprig(sprig);

@@ -142,6 +142,8 @@ impl Namespace<Engine> {
         }
         if h.flags & FLAG_TOMBSTONE != 0 {
             summary.tombstones += 1;
+            // Remembered, so that a copy another node still holds is not stored again.
+            self.delete_marks.note(digest, h.lut_ms);
             if self.drop_entry(&mut tree, digest) {
                 summary.dropped += 1;
             }

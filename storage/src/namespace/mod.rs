@@ -9,7 +9,8 @@
 //!
 //! The operations live one concern a file: `config` (settings), `sets` (set names and ids),
 //! `read` (read, exists), `operate` (operate, delete) over the bin-op engine in `bin_ops`,
-//! `copies` (records from other nodes), `filter` (filter expressions on a locked record), `scan`,
+//! `copies` (records from other nodes), `marks` (recent deletes, so older copies are not
+//! taken again), `filter` (filter expressions on a locked record), `scan`,
 //! `truncate`, `stats`, `snapshot` (the state a device namespace saves for a fast restart).
 //! Their public types are
 //! re-exported here, so every path is `petrel_storage::namespace::Name`.
@@ -32,6 +33,7 @@ mod copies;
 mod device;
 mod exp_ops;
 mod filter;
+mod marks;
 mod operate;
 mod query;
 mod read;
@@ -104,6 +106,8 @@ pub struct Namespace<E: StorageEngine = Engine> {
     pub(crate) stop_writes: AtomicBool,
     /// Secondary indexes, kept up to date wherever an image is installed or an entry dropped.
     pub(crate) sindexes: crate::sindex::Registry,
+    /// Recent deletes, so older copies from other nodes are not stored again.
+    pub(crate) delete_marks: marks::DeleteMarks,
 }
 
 impl Namespace<Engine> {
@@ -130,6 +134,7 @@ impl<E: StorageEngine> Namespace<E> {
             counters: Counters::default(),
             stop_writes: AtomicBool::new(false),
             sindexes: crate::sindex::Registry::default(),
+            delete_marks: marks::DeleteMarks::new(config.delete_marks_max),
             name: config.name.clone(),
             config: RwLock::new(config),
         };
@@ -219,15 +224,20 @@ impl<E: StorageEngine> Namespace<E> {
         }
     }
 
+    /// The last-update time a delete of entry `h` made now takes: after the record's own.
+    pub(crate) fn delete_lut_ms(tree: &Tree<E::Loc>, h: Handle, now_ms: u64) -> u64 {
+        now_ms.max(tree.entry(h).lut_ms + 1)
+    }
+
     /// Before a live entry is deleted (by a client or the partition's master): a persistent
-    /// engine records the delete durably, so that a cold restart does not bring the record
-    /// back. Nothing is deleted when that fails.
-    pub(crate) fn persist_delete(&self, tree: &Tree<E::Loc>, h: Handle, now_ms: u64) -> Result<(), StorageError> {
+    /// engine records the delete (made at `lut_ms`) durably, so that a cold restart does not
+    /// bring the record back. Nothing is deleted when that fails.
+    pub(crate) fn persist_delete(&self, tree: &Tree<E::Loc>, h: Handle, lut_ms: u64) -> Result<(), StorageError> {
         if !self.engine.persists() {
             return Ok(());
         }
         let e = tree.entry(h);
-        let (digest, generation, lut_ms) = (e.digest, e.generation, now_ms.max(e.lut_ms + 1));
+        let (digest, generation) = (e.digest, e.generation);
         self.with_set_name(e.set_id(), |set| {
             let m = ImageMeta { digest: &digest, generation, void_time: 0, lut_ms, set, tombstone: true };
             self.engine.remove(&m)

@@ -48,7 +48,9 @@ impl<E: StorageEngine> Namespace<E> {
         let h = self.find_live(&mut tree, digest, (now_ms / 1000) as u32).ok_or(StorageError::NotFound)?;
         generation.check(tree.entry(h).generation)?;
         self.check_filter(&tree, h, filter, now_ms)?;
-        self.persist_delete(&tree, h, now_ms)?;
+        let lut_ms = Self::delete_lut_ms(&tree, h, now_ms);
+        self.persist_delete(&tree, h, lut_ms)?;
+        self.delete_marks.note(digest, lut_ms);
         self.drop_entry(&mut tree, digest);
         Ok(())
     }
@@ -183,7 +185,9 @@ impl<E: StorageEngine> Namespace<E> {
         if !bins_left {
             return match existing {
                 Some(h) => {
-                    self.persist_delete(&tree, h, now_ms)?;
+                    let lut_ms = Self::delete_lut_ms(&tree, h, now_ms);
+                    self.persist_delete(&tree, h, lut_ms)?;
+                    self.delete_marks.note(digest, lut_ms);
                     self.drop_entry(&mut tree, digest);
                     Ok(OperateOutcome { meta: RecordMeta::default(), results, image: None })
                 }
@@ -196,7 +200,9 @@ impl<E: StorageEngine> Namespace<E> {
                 let e = tree.entry(h);
                 (e.generation, e.lut_ms, e.set_id())
             }
-            None => (0, 0, set_id),
+            // Created again after a delete: later than the delete, whatever the clock says,
+            // so that its copies are not taken for older than the delete elsewhere.
+            None => (0, self.delete_marks.get(digest).unwrap_or(0), set_id),
         };
         // A write is always newer than the last update and than any truncate cut-off that
         // covers it, even within the millisecond of a truncate.

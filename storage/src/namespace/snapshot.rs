@@ -5,13 +5,14 @@
 //! removed before the namespace serves, so it is used once; anything missing, damaged or
 //! stale falls back to the cold restart.
 //!
-//! File (little-endian): magic `PTRLSNP1`, u64 store id, u64 next sequence, u64 tombstones
+//! File (little-endian): magic `PTRLSNP2`, u64 store id, u64 next sequence, u64 tombstones
 //! on the store, u32 files; per
 //! file u32 blocks, then per block u64 sequence (0: free) and u32 live bytes not held by a
 //! record (tombstones and truncation markers kept); u32 sets, each u16 id, u8 length, name;
 //! u32 truncations, each u16 set id, u64 cut-off ms; u64 records, each digest (20), u8 file,
 //! u64 offset, u32 length, u16 set id, u16 generation, u32 void time, u64 last update ms,
-//! u32 data size, u8 key stored; then the CRC-32 of everything before it.
+//! u32 data size, u8 key stored; u64 delete marks, each digest (20), u64 delete time ms;
+//! then the CRC-32 of everything before it.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -23,7 +24,9 @@ use crate::device::DeviceEngine;
 use crate::location::{DeviceAddr, Engine, Location};
 use crate::namespace::Namespace;
 
-const MAGIC: &[u8; 8] = b"PTRLSNP1";
+/// Version 2 added the delete marks; a state of version 1 is not used (cold restart).
+const MAGIC: &[u8; 8] = b"PTRLSNP2";
+const MARK_BYTES: usize = 20 + 8;
 const RECORD_BYTES: usize = 20 + 1 + 8 + 4 + 2 + 2 + 4 + 8 + 4 + 1;
 
 /// What a saved state held when it was loaded.
@@ -106,6 +109,13 @@ impl Namespace<Engine> {
         }
         put_u64(&mut out, count);
         out.extend_from_slice(&records);
+        let marks: Vec<(Digest, u64)> =
+            (0..petrel_proto::PARTITIONS_COUNT as u16).flat_map(|pid| self.delete_marks.of_partition(pid)).collect();
+        put_u64(&mut out, marks.len() as u64);
+        for (digest, at) in &marks {
+            out.extend_from_slice(digest.as_bytes());
+            put_u64(&mut out, *at);
+        }
         let crc = crc32fast::hash(&out);
         put_u32(&mut out, crc);
         let path = device.snapshot_path().ok_or(
@@ -122,7 +132,7 @@ impl Namespace<Engine> {
         let Some(path) = device.snapshot_path() else { return Ok(None) };
         // A state larger than this store could ever need is not read into memory.
         match std::fs::metadata(path) {
-            Ok(m) if m.len() > largest_state_bytes(device) => {
+            Ok(m) if m.len() > largest_state_bytes(device, self.config.read().delete_marks_max) => {
                 tracing::warn!(path = %path.display(), bytes = m.len(), "saved state too large for the store: cold restart");
                 let _ = std::fs::remove_file(path);
                 return Ok(None);
@@ -220,15 +230,23 @@ impl Namespace<Engine> {
             e.set_key_stored(key_stored);
             summary.records += 1;
         }
+        for _ in 0..state.u64().ok_or_else(bad)? {
+            let mark = state.take(MARK_BYTES).ok_or_else(bad)?;
+            let digest = Digest::from_slice(&mark[..20]).ok_or_else(bad)?;
+            self.delete_marks.note(&digest, u64::from_le_bytes(mark[20..].try_into().expect("8 bytes")));
+        }
         Ok(summary)
     }
 }
 
 /// The most bytes a saved state of `device` can take: its fixed parts, every set and
-/// truncation, the block table, and one entry per smallest record the files could hold.
-fn largest_state_bytes(device: &DeviceEngine) -> u64 {
+/// truncation, the block table, one entry per smallest record the files could hold, and the
+/// delete marks kept at most.
+fn largest_state_bytes(device: &DeviceEngine, delete_marks_max: u64) -> u64 {
     let sets = crate::namespace::SETS_MAX as u64;
-    let fixed = 8 + 8 + 8 + 8 + 4 + 4 + sets * (2 + 1 + 255) + 4 + (sets + 1) * 10 + 8 + 4;
+    let partitions = petrel_proto::PARTITIONS_COUNT as u64;
+    let marks = 8 + delete_marks_max.div_ceil(partitions) * partitions * MARK_BYTES as u64;
+    let fixed = 8 + 8 + 8 + 8 + 4 + 4 + sets * (2 + 1 + 255) + 4 + (sets + 1) * 10 + 8 + marks + 4;
     let smallest_record = crate::device::format::record_len(0, 0) as u64;
     device.files().iter().fold(fixed, |total, f| {
         let bytes = f.blocks as u64 * device.config().write_block_bytes as u64;

@@ -16,6 +16,9 @@ pub struct NamespaceStats {
     pub truncated_objects: u64,
     pub stop_writes: bool,
     pub memory_size_bytes: u64,
+    /// Delete marks kept (recent deletes, see `marks`), and about the memory they take.
+    pub delete_marks: u64,
+    pub delete_marks_bytes: u64,
     /// Per set: name, objects, truncate cutoff (ms since the Citrusleaf epoch, 0 = none).
     pub sets: Vec<SetStats>,
 }
@@ -56,6 +59,8 @@ impl<E: StorageEngine> Namespace<E> {
             truncated_objects: self.counters.truncated.load(Ordering::Relaxed),
             stop_writes: self.stop_writes.load(Ordering::Relaxed),
             memory_size_bytes: self.config.read().memory_size_bytes,
+            delete_marks: self.delete_marks.len(),
+            delete_marks_bytes: self.delete_marks.len() * super::marks::MARK_BYTES,
             sets,
         }
     }

@@ -1,0 +1,134 @@
+//! Delete marks: for each recent delete, the digest and the delete's last-update time, per
+//! partition. A copy of the record that other nodes still hold (the other side of a split,
+//! a replica that missed the delete, a restored copy) is no newer than the delete, and a
+//! mark keeps it from being stored again when it arrives by migration or merge. Marks travel
+//! with their partition (see `petrel-cluster`'s migrations), are reaped after
+//! `tomb_raider_eligible_age`, and are bounded per partition (the oldest go first), so the
+//! memory they take is bounded by `delete_marks_max`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+use petrel_proto::{Digest, PartitionId, PARTITIONS_COUNT};
+
+/// Bytes a mark takes in memory, roughly (digest, time, hash table slot).
+pub(crate) const MARK_BYTES: u64 = 48;
+
+/// The delete marks of one namespace.
+#[derive(Debug)]
+pub(crate) struct DeleteMarks {
+    parts: Box<[Mutex<HashMap<Digest, u64>>]>,
+    /// Marks kept per partition at most (0: none are kept).
+    per_partition_max: usize,
+    count: AtomicU64,
+}
+
+impl DeleteMarks {
+    /// Marks for a namespace that keeps at most `max` (spread over its partitions).
+    pub(crate) fn new(max: u64) -> Self {
+        let per_partition_max = if max == 0 { 0 } else { max.div_ceil(PARTITIONS_COUNT as u64) as usize };
+        DeleteMarks {
+            parts: (0..PARTITIONS_COUNT).map(|_| Mutex::new(HashMap::new())).collect(),
+            per_partition_max,
+            count: AtomicU64::new(0),
+        }
+    }
+
+    /// Notes that `digest` was deleted at `lut_ms` (a later mark of it is kept).
+    pub(crate) fn note(&self, digest: &Digest, lut_ms: u64) {
+        if self.per_partition_max == 0 || lut_ms == 0 {
+            return;
+        }
+        let mut part = self.parts[digest.partition_id() as usize].lock();
+        match part.get_mut(digest) {
+            Some(at) => *at = (*at).max(lut_ms),
+            None => {
+                if part.len() >= self.per_partition_max {
+                    // Full: the oldest mark goes (a partition holds a few hundred at most).
+                    if let Some(oldest) = part.iter().min_by_key(|(_, &at)| at).map(|(d, _)| *d) {
+                        part.remove(&oldest);
+                        self.count.fetch_sub(1, Ordering::Relaxed);
+                    }
+                }
+                part.insert(*digest, lut_ms);
+                self.count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// When `digest` was last deleted, if that is remembered.
+    pub(crate) fn get(&self, digest: &Digest) -> Option<u64> {
+        if self.count.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        self.parts[digest.partition_id() as usize].lock().get(digest).copied()
+    }
+
+    /// The marks of partition `pid`.
+    pub(crate) fn of_partition(&self, pid: PartitionId) -> Vec<(Digest, u64)> {
+        self.parts[pid as usize].lock().iter().map(|(d, &at)| (*d, at)).collect()
+    }
+
+    /// Forgets the marks of partition `pid` (it moved away).
+    pub(crate) fn clear_partition(&self, pid: PartitionId) {
+        let mut part = self.parts[pid as usize].lock();
+        self.count.fetch_sub(part.len() as u64, Ordering::Relaxed);
+        part.clear();
+    }
+
+    /// Forgets the marks of deletes at or before `cutoff_ms`; returns how many went.
+    pub(crate) fn reap(&self, cutoff_ms: u64) -> u64 {
+        if self.count.load(Ordering::Relaxed) == 0 {
+            return 0;
+        }
+        let mut reaped = 0;
+        for part in self.parts.iter() {
+            let mut part = part.lock();
+            let before = part.len();
+            part.retain(|_, at| *at > cutoff_ms);
+            reaped += (before - part.len()) as u64;
+        }
+        self.count.fetch_sub(reaped, Ordering::Relaxed);
+        reaped
+    }
+
+    pub(crate) fn len(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(pid: u16, n: u8) -> Digest {
+        let mut d = [n; 20];
+        d[0] = (pid & 0xFF) as u8;
+        d[1] = (pid >> 8) as u8;
+        Digest(d)
+    }
+
+    #[test]
+    fn marks_keep_the_latest_delete_stay_bounded_and_are_reaped_by_age() {
+        // 2 per partition.
+        let marks = DeleteMarks::new(2 * PARTITIONS_COUNT as u64);
+        marks.note(&digest(5, 1), 100);
+        marks.note(&digest(5, 1), 90);
+        assert_eq!(marks.get(&digest(5, 1)), Some(100), "a later mark is kept");
+        marks.note(&digest(5, 2), 200);
+        marks.note(&digest(5, 3), 300);
+        assert_eq!(marks.get(&digest(5, 1)), None, "the oldest went when the partition was full");
+        assert_eq!(marks.len(), 2);
+        marks.note(&digest(6, 1), 50);
+        assert_eq!(marks.of_partition(6), vec![(digest(6, 1), 50)]);
+        assert_eq!(marks.reap(200), 2);
+        assert_eq!(marks.of_partition(5), vec![(digest(5, 3), 300)]);
+        marks.clear_partition(5);
+        assert_eq!((marks.len(), marks.get(&digest(5, 3))), (0, None));
+        // Off: nothing is kept.
+        let off = DeleteMarks::new(0);
+        off.note(&digest(5, 1), 100);
+        assert_eq!((off.len(), off.get(&digest(5, 1))), (0, None));
+    }
+}
