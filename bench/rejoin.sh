@@ -4,6 +4,9 @@
 # the records are updated while it is down, and it is started again on its data. Timed until
 # the cluster is stable, with what the node received. Then the same node is killed again,
 # its data directory wiped, and started again: the partition comes whole, the baseline.
+# Last, the whole cluster is SIGKILLed and started again on its data: every partition has two
+# restored copies under distinct versions, merged and then reconciled.
+# PETREL_BIN runs another petreld build (e.g. an older one, for comparison).
 # Usage: bench/rejoin.sh [--keys N] [--changed C] [--value-bytes B]   (defaults 1000000, 10000, 500)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,13 +43,16 @@ wait_stable() { # port size timeout_s -> prints ms waited
   echo "not stable: size $2" >&2; exit 1
 }
 stat_of() { "$INFO" -p "$1" -v statistics | tr ';' '\n' | awk -F= -v k="$2" '$1 == k {print $2}'; }
+sum_stat() { local t=0 v; for p in "$BASE" $((BASE + 10)) $((BASE + 20)); do v=$(stat_of "$p" "$1"); t=$((t + ${v:-0})); done; echo "$t"; }
 BASE=$(( (20000 + RANDOM % 20000) / 10 * 10 ))
 P=$((BASE + 20))
 export PETREL_NAMESPACE__TEST__FILE_SIZE=$((4 << 30))
 STATE_DIR="$WORK/c" BASE_PORT=$BASE RF=2 PERSIST=1 scripts/local-cluster.sh 3 >&2
 target/release/petrel-bench -h "127.0.0.1:$BASE" -w I -k "$KEYS" -o "B$VALUE" -z 64 >/dev/null
+BIN=${PETREL_BIN:-target/release/petreld}
+export PETREL_BIN=$BIN
 start_victim() {
-  target/release/petreld --listen "127.0.0.1:$P" --heartbeat "127.0.0.1:$((P + 2))" --fabric "127.0.0.1:$((P + 1))" \
+  "$BIN" --listen "127.0.0.1:$P" --heartbeat "127.0.0.1:$((P + 2))" --fabric "127.0.0.1:$((P + 1))" \
     --seed "127.0.0.1:$((BASE + 2))" --cluster-name petrel-local --replication-factor 2 \
     --data-dir "$WORK/c/node-2" >>"$WORK/c/node-2.log" 2>&1 &
   VICTIM_PID=$!
@@ -70,3 +76,11 @@ rejoin "on its data"
 kill_victim
 rm -rf "$WORK/c/node-2"
 rejoin "data wiped (baseline)"
+# The whole cluster at once.
+kill -9 "$VICTIM_PID"; VICTIM_PID=
+while read -r pid; do kill -9 "$pid" 2>/dev/null || true; done <"$WORK/c/pids"
+start=$(now_ms)
+STATE_DIR="$WORK/c" BASE_PORT=$BASE RF=2 PERSIST=1 scripts/local-cluster.sh 3 >/dev/null 2>&1 || true
+wait_stable "$BASE" 3 900 >/dev/null
+printf '| whole cluster, all on their data | %s | 0 | %s | %s | %s |\n' "$KEYS" "$(($(now_ms) - start))" \
+  "$(sum_stat migrate_records_received)" "$(sum_stat migrate_records_skipped)"

@@ -143,18 +143,14 @@ impl ClusterNode {
         out
     }
 
-    /// Sends one partition to its target; true when the target took all of it. A target
-    /// that kept a restored copy of the partition gets only the records it lacks
-    /// ([`ClusterNode::push_offered`]); any other gets the partition whole.
+    /// Sends one partition to its target; true when the target took all of it. A merge, and
+    /// a target that keeps a copy to reconcile, get only the records they lack
+    /// ([`ClusterNode::push_offered`]); any other target gets the partition whole.
     async fn push(&self, key: u64, task: &PushTask) -> bool {
-        let sent = if task.merge {
-            self.push_whole(key, task).await
-        } else {
-            match self.push_offered(key, task).await {
-                Offered::Done(n) => Some(n),
-                Offered::Failed => None,
-                Offered::Whole => self.push_whole(key, task).await,
-            }
+        let sent = match self.push_offered(key, task).await {
+            Offered::Done(n) => Some(n),
+            Offered::Failed => None,
+            Offered::Whole => self.push_whole(key, task).await,
         };
         let Some(sent) = sent else { return false };
         self.counters.migrate_partitions_sent.fetch_add(1, Ordering::Relaxed);

@@ -93,6 +93,7 @@ impl ClusterNode {
             })
             .collect();
         self.drop_replaced_restored_copies(&plans);
+        self.keep_merged_copies_to_reconcile(&plans);
         {
             let mut versions = self.versions.lock();
             for (i, plan) in plans.iter().enumerate() {
@@ -115,7 +116,7 @@ impl ClusterNode {
             st.addrs = addrs;
             st.tombstones.retain(|(ns, pid), _| plans.get(*ns).is_some_and(|p| !p.row(*pid).is_complete(self.me)));
             // A restored copy the plan counts complete (no other copy is left) is the data.
-            self.reconciling.retain(|ns, pid| plans.get(ns).is_some_and(|p| !p.row(pid).is_complete(self.me)));
+            self.reconciling.install(|ns, pid| plans.get(ns).is_some_and(|p| !p.row(pid).is_complete(self.me)));
             st.plans = plans;
             st.handoffs.clear();
             if members_changed {
@@ -170,6 +171,25 @@ impl ClusterNode {
             );
         }
         *self.restored.lock() = vec![false; self.namespaces.len()];
+    }
+
+    /// An owner that holds a copy of another version than the final one merges it into the
+    /// source (or another holder of its version does) before the source sends it anything:
+    /// once the source's copy includes it, the owner's is reconciled with the source's
+    /// (`reconcile`) instead of being sent again whole.
+    fn keep_merged_copies_to_reconcile(&self, plans: &[Plan]) {
+        for (i, plan) in plans.iter().enumerate() {
+            for pid in 0..PARTITIONS_COUNT as u16 {
+                let row = plan.row(pid);
+                if row.source != self.me
+                    && row.owners.contains(&self.me)
+                    && row.version_of(self.me) != 0
+                    && !row.is_complete(self.me)
+                {
+                    self.reconciling.begin(i, pid);
+                }
+            }
+        }
     }
 
     /// Where the members of `view` are, from their pulses. None if some stay unknown or the

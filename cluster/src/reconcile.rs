@@ -1,14 +1,18 @@
-//! Rejoining on restored data: a node that restarts on its device store and owns again the
+//! Moving only what differs. A node that restarts on its device store and owns again the
 //! partitions it held keeps their restored copies instead of dropping them, and receives
-//! only what changed while it was away.
+//! only what changed while it was away; an owner whose copy was merged into the source (a
+//! split healed, a whole cluster restarted) receives only what the merge changed; and a
+//! merge itself sends only the records the source lacks or holds older copies of.
 //!
 //! The migration source offers the partition a range at a time as record stamps (digest,
 //! generation, void time, last-update time: the index is read, the data is not). For each
 //! range the receiver deletes its records the source no longer holds, deletes those whose
 //! stamp differs, and answers which offered records it lacks; the source sends only those.
-//! A record written here by the partition's master since the copy was kept is current and
-//! left alone: the master's writes reach every owner while the partition migrates. Until
-//! the last range is in the partition is not complete here, so nothing stale is served.
+//! A record written here by the partition's master under the current plan is left alone
+//! (the master's writes reach every owner while the partition migrates); the offered copy
+//! is wanted only if it wins under conflict resolution (a later write whose copy failed).
+//! Until the last range is in the partition is not complete here, so nothing stale is
+//! served.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,14 +63,19 @@ impl Reconciling {
         self.any.store(!parts.is_empty(), Ordering::Release);
     }
 
-    /// Keeps only the partitions `keep` says are still to be checked.
-    pub(crate) fn retain(&self, mut keep: impl FnMut(usize, u16) -> bool) {
+    /// At a plan's install (under the state's write lock, so no replica write of either view
+    /// is being applied): keeps only the partitions `keep` says are still to be checked, and
+    /// forgets what the masters of earlier views wrote. Checked against the new plan's
+    /// source, whose copy includes those writes (they reached every complete holder of that
+    /// view), such a mark would keep a record the new source holds a later copy of.
+    pub(crate) fn install(&self, mut keep: impl FnMut(usize, u16) -> bool) {
         let mut parts = self.parts.lock();
         parts.retain(|&(ns, pid), _| keep(ns, pid));
+        parts.values_mut().for_each(HashSet::clear);
         self.any.store(!parts.is_empty(), Ordering::Release);
     }
 
-    /// The master is writing `digest` here: from now on the local record is current. Called
+    /// The master is writing `digest` here: from now on the local record is not stale. Called
     /// before the write is applied, so a check of its range never takes it for stale.
     pub(crate) fn written(&self, ns: usize, digest: &Digest) {
         if !self.any.load(Ordering::Acquire) {
@@ -166,15 +175,17 @@ impl ClusterNode {
                 after: after.map(|d| d.as_bytes().to_vec()).unwrap_or_default(),
                 through: through.map(|d| d.as_bytes().to_vec()).unwrap_or_default(),
                 stamps: stamps.iter().map(|(d, m)| stamp(d, m)).collect(),
+                merge: task.merge,
             };
             let answer = match self.fabric().request(task.addr, Body::MigrateOffer(offer), timeout).await {
                 Ok(FabricMessage { body: Some(Body::MigrateWanted(w)), .. }) if w.result_code == 0 => w,
                 _ => return Offered::Failed,
             };
             if !answer.reconciling {
-                // Only the first offer may find no restored copy; a later one means the
-                // target dropped it meanwhile (a new view): start again.
-                return if after.is_none() { Offered::Whole } else { Offered::Failed };
+                // Only the first offer may find no copy to reconcile; a later one means the
+                // target dropped it meanwhile (a new view): start again. A merge's target
+                // always holds a copy.
+                return if after.is_none() && !task.merge { Offered::Whole } else { Offered::Failed };
             }
             let mut records = Vec::new();
             let mut bytes = 0usize;
@@ -234,6 +245,12 @@ impl ClusterNode {
             Ok(c) => c,
             Err(code) => return ack(code),
         };
+        if o.merge {
+            return match self.merge_wanted(i, &offered) {
+                Ok(w) => wanted(true, w),
+                Err(code) => ack(code),
+            };
+        }
         if !self.reconciling.holds(i, pid) {
             return wanted(false, Vec::new());
         }
@@ -241,6 +258,29 @@ impl ClusterNode {
             Ok(w) => wanted(true, w),
             Err(code) => ack(code),
         }
+    }
+
+    /// A holder offers its records for a merge into this node's copy: the ones this node
+    /// lacks, or whose copy here loses to the offered one, are wanted; a record deleted here
+    /// after the offered copy was written is not. Nothing is deleted: a merge keeps both
+    /// sides' records.
+    fn merge_wanted(&self, i: usize, offered: &[(Digest, RecordMeta)]) -> Result<Vec<u32>, ResultCode> {
+        let ns = &self.namespaces[i];
+        let resolution = self.config.conflict_resolution;
+        let mut out = Vec::new();
+        let mut same = 0u64;
+        for (k, (digest, meta)) in offered.iter().enumerate() {
+            if ns.delete_mark(digest).is_some_and(|deleted| deleted >= meta.lut_ms) {
+                continue;
+            }
+            match ns.exists(digest) {
+                Ok(local) if !resolution.incoming_wins(&local, meta) => same += u64::from(local == *meta),
+                Ok(_) | Err(petrel_storage::StorageError::NotFound) => out.push(k as u32),
+                Err(e) => return Err(e.result_code()),
+            }
+        }
+        self.counters.migrate_records_skipped.fetch_add(same, Ordering::Relaxed);
+        Ok(out)
     }
 
     /// Brings the local records of (`after`, `through`] in line with `offered`; returns the
@@ -256,6 +296,7 @@ impl ClusterNode {
         let ns = &self.namespaces[i];
         let mut held = vec![false; offered.len()];
         let (mut same, mut dropped) = (0u64, 0u64);
+        let resolution = self.config.conflict_resolution;
         let mut cursor = after;
         // Bounded: each walk moves past at least one local record, or reaches the end.
         loop {
@@ -263,9 +304,11 @@ impl ClusterNode {
             for (digest, meta) in local {
                 let at = offered.binary_search_by(|(d, _)| d.cmp(&digest));
                 if self.reconciling.is_written(i, pid, &digest) {
-                    // The master wrote it here since: as new as the offered copy, or newer.
+                    // The master wrote it here since: current, unless a later write of it did
+                    // not arrive (its copy failed) and the offered copy is that one: then the
+                    // offered copy is wanted, and resolved against this one as it lands.
                     if let Ok(k) = at {
-                        held[k] = true;
+                        held[k] = !resolution.incoming_wins(&meta, &offered[k].1);
                     }
                     continue;
                 }

@@ -43,11 +43,31 @@
 //!   under one saved version though one held a write whose copy never reached the other; the
 //!   plan took them for equal (fix: restored versions are made distinct per node, so that
 //!   restored copies are merged record by record): "key 17: the owners' copies differ".
+//! * Seed 48 on devices — a copy found stale while reconciling was deleted under a tombstone
+//!   stamped with the node's clock, ahead of the copy that replaced it; after a whole-cluster
+//!   crash the tombstone came back as a delete mark newer than that copy, and the merge
+//!   deleted the record everywhere (fixes: such a tombstone is stamped just after the stale
+//!   copy; a record found after a tombstone at a cold restart clears its mark): "key 5:
+//!   holds None; last acknowledged Some(3949)".
+//! * Seed 279 on devices — an owner reconciling its copy across two views kept a record the
+//!   master of the earlier view had written there, though the new source held a later copy
+//!   (fix: what earlier views' masters wrote is forgotten at each plan's install): "key 18:
+//!   the owners' copies differ".
+//! * Seed 451 on devices — an owner reconciling its copy kept a record the master had
+//!   written there under the current plan, though the master's next write of it had not
+//!   arrived (in doubt) and the source offered that one (fix: the offered copy is wanted
+//!   when it wins under conflict resolution): "key 6: the owners' copies differ".
 
 use petrel_cluster::sim;
 
 fn seed(n: u64) {
     if let Err(e) = sim::run(n, 10_000) {
+        panic!("{e}");
+    }
+}
+
+fn device_seed(n: u64) {
+    if let Err(e) = sim::run_on(n, 10_000, sim::Storage::Device) {
         panic!("{e}");
     }
 }
@@ -101,7 +121,20 @@ fn writes_after_a_split_outlast_older_copies_whatever_the_clocks() {
 
 #[test]
 fn copies_restored_after_a_whole_cluster_crash_are_merged() {
-    if let Err(e) = sim::run_on(132, 10_000, sim::Storage::Device) {
-        panic!("{e}");
-    }
+    device_seed(132);
+}
+
+#[test]
+fn a_stale_copy_deleted_while_reconciling_does_not_come_back_as_a_newer_delete() {
+    device_seed(48);
+}
+
+#[test]
+fn a_copy_reconciled_across_views_ends_equal_to_the_source() {
+    device_seed(279);
+}
+
+#[test]
+fn a_copy_reconciled_under_an_in_doubt_write_ends_equal_to_the_source() {
+    device_seed(451);
 }

@@ -298,11 +298,15 @@ pub struct MigrateOffer {
     pub through: Vec<u8>,
     #[prost(message, repeated, tag = "7")]
     pub stamps: Vec<RecordStamp>,
+    /// A merge into a holder: the receiver wants only the offered records it lacks or whose
+    /// copy loses to the offered one, and deletes nothing.
+    #[prost(bool, tag = "8")]
+    pub merge: bool,
 }
 
-/// The answer to a [`MigrateOffer`]. `reconciling` false: the receiver holds no restored
-/// copy of the partition, did nothing, and wants every record (the source sends the
-/// partition whole). Otherwise `wanted` lists the offered records it needs, by index.
+/// The answer to a [`MigrateOffer`]. `reconciling` false: the receiver keeps no copy to
+/// reconcile, did nothing, and wants every record (the source sends the partition whole).
+/// Otherwise `wanted` lists the offered records it needs, by index.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct MigrateWanted {
     #[prost(uint32, tag = "1")]

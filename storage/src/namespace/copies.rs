@@ -205,14 +205,16 @@ impl<E: StorageEngine> Namespace<E> {
     /// unless a write changed it since it was looked at); durably, as a client's delete.
     /// Returns whether it was deleted.
     pub fn delete_if_unchanged(&self, digest: &Digest, meta: RecordMeta) -> Result<bool, StorageError> {
-        let now_ms = self.clock.now_ms();
         let mut tree = self.partitions[digest.partition_id() as usize].lock(digest);
         let Some(h) = tree.find(digest) else { return Ok(false) };
         if RecordMeta::of(tree.entry(h)) != meta {
             return Ok(false);
         }
-        // No mark: the copy that replaces it, or the source's marks, say when it went.
-        self.persist_delete(&tree, h, Self::delete_lut_ms(&tree, h, now_ms))?;
+        // No mark, and a tombstone stamped just after the stale copy, not now: it says only
+        // that this copy is dead (a cold restart must not bring it back), and a copy that
+        // replaces it may carry an earlier time than this node's clock. The source's marks
+        // say when records were deleted.
+        self.persist_delete(&tree, h, tree.entry(h).lut_ms + 1)?;
         Ok(self.drop_entry(&mut tree, digest))
     }
 

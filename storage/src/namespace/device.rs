@@ -156,6 +156,9 @@ impl Namespace<Engine> {
             return Ok(());
         }
         let set_id = self.set_id_or_create(r.view.set)?;
+        // Written after any tombstone of it found so far (blocks are applied in write order):
+        // the record is live, so no mark of an earlier delete stands against it.
+        self.delete_marks.forget(digest);
         let existing = tree.find(digest);
         if existing.is_some() {
             summary.dropped += 1;

@@ -57,6 +57,16 @@ impl DeleteMarks {
         }
     }
 
+    /// Forgets the mark of `digest`: a later write of it is live.
+    pub(crate) fn forget(&self, digest: &Digest) {
+        if self.count.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        if self.parts[digest.partition_id() as usize].lock().remove(digest).is_some() {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
     /// When `digest` was last deleted, if that is remembered.
     pub(crate) fn get(&self, digest: &Digest) -> Option<u64> {
         if self.count.load(Ordering::Relaxed) == 0 {
