@@ -225,9 +225,10 @@ impl ClusterNode {
         }
     }
 
-    /// A migration source offers a range of a partition: when this node keeps a restored
-    /// copy of it, the range's stale records are deleted here and the offered records this
-    /// node lacks are answered.
+    /// A node offers a range of a partition: in a merge, the offered records this node
+    /// lacks or holds older copies of are answered; otherwise, when this node keeps a copy
+    /// to reconcile, the range's stale records are deleted here and the offered records it
+    /// lacks are answered.
     pub(crate) fn on_migrate_offer(&self, o: MigrateOffer) -> Body {
         let Some(&i) = self.ns_index.get(&o.namespace) else { return ack(ResultCode::Namespace) };
         if o.partition_id as usize >= PARTITIONS_COUNT {
