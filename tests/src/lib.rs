@@ -33,9 +33,31 @@ pub fn run_tool(bin: &str, args: &[&str]) -> (i32, String, String) {
     )
 }
 
-/// A free loopback port.
+/// Test ports come from below the kernel's ephemeral range (32 768 and up by default): a
+/// port the kernel hands out for `bind(0)` can be taken by any outgoing connection between
+/// this check and the server binding it, and the server then fails to start, or a client
+/// reaches another test's server on it.
+const PORTS_FIRST: u32 = 20_000;
+const PORTS_COUNT: u32 = 12_000;
+
+/// A free loopback port, each handed out once per test process (a counter from a start
+/// that differs between processes), checked free by binding it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let start = || {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        (std::process::id().wrapping_mul(7_919) ^ nanos) % PORTS_COUNT
+    };
+    let _ = NEXT.compare_exchange(u32::MAX, start(), Ordering::Relaxed, Ordering::Relaxed);
+    // Bounded: one pass over the range.
+    for _ in 0..PORTS_COUNT {
+        let port = (PORTS_FIRST + NEXT.fetch_add(1, Ordering::Relaxed) % PORTS_COUNT) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {PORTS_FIRST}..{}", PORTS_FIRST + PORTS_COUNT)
 }
 
 /// Where a node's log goes: the test's stderr, or with `PETREL_TEST_LOG_DIR` set, a file of
