@@ -6,19 +6,37 @@
 //! `tomb_raider_eligible_age`, and are bounded per partition (the oldest go first), so the
 //! memory they take is bounded by `delete_marks_max`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use petrel_proto::{Digest, PartitionId, PARTITIONS_COUNT};
 
-/// Bytes a mark takes in memory, roughly (digest, time, hash table slot).
-pub(crate) const MARK_BYTES: u64 = 48;
+/// Bytes a mark takes in memory, roughly: the digest and time in a hash table, and again in
+/// the time order that finds the oldest.
+pub(crate) const MARK_BYTES: u64 = 96;
+
+/// One partition's marks: by digest, and in time order, so that the oldest is found without
+/// a walk (when a full partition takes a new mark, and when old marks are reaped).
+#[derive(Debug, Default)]
+struct PartitionMarks {
+    by_digest: HashMap<Digest, u64>,
+    by_time: BTreeSet<(u64, Digest)>,
+}
+
+impl PartitionMarks {
+    fn remove(&mut self, digest: &Digest) -> bool {
+        match self.by_digest.remove(digest) {
+            Some(at) => self.by_time.remove(&(at, *digest)),
+            None => false,
+        }
+    }
+}
 
 /// The delete marks of one namespace.
 #[derive(Debug)]
 pub(crate) struct DeleteMarks {
-    parts: Box<[Mutex<HashMap<Digest, u64>>]>,
+    parts: Box<[Mutex<PartitionMarks>]>,
     /// Marks kept per partition at most (0: none are kept).
     per_partition_max: usize,
     count: AtomicU64,
@@ -29,7 +47,7 @@ impl DeleteMarks {
     pub(crate) fn new(max: u64) -> Self {
         let per_partition_max = if max == 0 { 0 } else { max.div_ceil(PARTITIONS_COUNT as u64) as usize };
         DeleteMarks {
-            parts: (0..PARTITIONS_COUNT).map(|_| Mutex::new(HashMap::new())).collect(),
+            parts: (0..PARTITIONS_COUNT).map(|_| Mutex::new(PartitionMarks::default())).collect(),
             per_partition_max,
             count: AtomicU64::new(0),
         }
@@ -41,17 +59,23 @@ impl DeleteMarks {
             return;
         }
         let mut part = self.parts[digest.partition_id() as usize].lock();
-        match part.get_mut(digest) {
-            Some(at) => *at = (*at).max(lut_ms),
+        match part.by_digest.get(digest).copied() {
+            Some(at) if at >= lut_ms => {}
+            Some(at) => {
+                part.by_time.remove(&(at, *digest));
+                part.by_time.insert((lut_ms, *digest));
+                part.by_digest.insert(*digest, lut_ms);
+            }
             None => {
-                if part.len() >= self.per_partition_max {
-                    // Full: the oldest mark goes (a partition holds a few hundred at most).
-                    if let Some(oldest) = part.iter().min_by_key(|(_, &at)| at).map(|(d, _)| *d) {
-                        part.remove(&oldest);
+                if part.by_digest.len() >= self.per_partition_max {
+                    // Full: the oldest mark goes.
+                    if let Some((_, oldest)) = part.by_time.pop_first() {
+                        part.by_digest.remove(&oldest);
                         self.count.fetch_sub(1, Ordering::Relaxed);
                     }
                 }
-                part.insert(*digest, lut_ms);
+                part.by_digest.insert(*digest, lut_ms);
+                part.by_time.insert((lut_ms, *digest));
                 self.count.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -62,7 +86,7 @@ impl DeleteMarks {
         if self.count.load(Ordering::Relaxed) == 0 {
             return;
         }
-        if self.parts[digest.partition_id() as usize].lock().remove(digest).is_some() {
+        if self.parts[digest.partition_id() as usize].lock().remove(digest) {
             self.count.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -72,22 +96,24 @@ impl DeleteMarks {
         if self.count.load(Ordering::Relaxed) == 0 {
             return None;
         }
-        self.parts[digest.partition_id() as usize].lock().get(digest).copied()
+        self.parts[digest.partition_id() as usize].lock().by_digest.get(digest).copied()
     }
 
     /// The marks of partition `pid`.
     pub(crate) fn of_partition(&self, pid: PartitionId) -> Vec<(Digest, u64)> {
-        self.parts[pid as usize].lock().iter().map(|(d, &at)| (*d, at)).collect()
+        self.parts[pid as usize].lock().by_digest.iter().map(|(d, &at)| (*d, at)).collect()
     }
 
     /// Forgets the marks of partition `pid` (it moved away).
     pub(crate) fn clear_partition(&self, pid: PartitionId) {
         let mut part = self.parts[pid as usize].lock();
-        self.count.fetch_sub(part.len() as u64, Ordering::Relaxed);
-        part.clear();
+        self.count.fetch_sub(part.by_digest.len() as u64, Ordering::Relaxed);
+        *part = PartitionMarks::default();
     }
 
-    /// Forgets the marks of deletes at or before `cutoff_ms`; returns how many went.
+    /// Forgets the marks of deletes at or before `cutoff_ms`; returns how many went. Each
+    /// partition is looked at from its oldest mark, so a pass over marks that are all young
+    /// costs one look per partition.
     pub(crate) fn reap(&self, cutoff_ms: u64) -> u64 {
         if self.count.load(Ordering::Relaxed) == 0 {
             return 0;
@@ -95,9 +121,12 @@ impl DeleteMarks {
         let mut reaped = 0;
         for part in self.parts.iter() {
             let mut part = part.lock();
-            let before = part.len();
-            part.retain(|_, at| *at > cutoff_ms);
-            reaped += (before - part.len()) as u64;
+            while part.by_time.first().is_some_and(|&(at, _)| at <= cutoff_ms) {
+                if let Some((_, digest)) = part.by_time.pop_first() {
+                    part.by_digest.remove(&digest);
+                    reaped += 1;
+                }
+            }
         }
         self.count.fetch_sub(reaped, Ordering::Relaxed);
         reaped
