@@ -174,21 +174,20 @@ impl<E: StorageEngine> Namespace<E> {
             return Ok(false);
         };
         let lut_ms = if deleted_ms != 0 { deleted_ms } else { Self::delete_lut_ms(&tree, h, now_ms) };
-        self.persist_delete(&tree, h, lut_ms)?;
-        self.delete_marks.note(digest, deleted_ms);
-        Ok(self.drop_entry(&mut tree, digest))
+        self.delete_entry(&mut tree, h, digest, lut_ms, deleted_ms)
     }
 
     /// Another node's delete mark: remembered, and a local copy last updated before it is
     /// deleted (durably). Returns whether a record went.
     pub fn apply_delete_mark(&self, digest: &Digest, deleted_ms: u64) -> Result<bool, StorageError> {
         let mut tree = self.partitions[digest.partition_id() as usize].lock(digest);
-        let older = tree.find(digest).filter(|&h| tree.entry(h).lut_ms < deleted_ms);
-        if let Some(h) = older {
-            self.persist_delete(&tree, h, deleted_ms)?;
+        match tree.find(digest).filter(|&h| tree.entry(h).lut_ms < deleted_ms) {
+            Some(h) => self.delete_entry(&mut tree, h, digest, deleted_ms, deleted_ms),
+            None => {
+                self.delete_marks.note(digest, deleted_ms);
+                Ok(false)
+            }
         }
-        self.delete_marks.note(digest, deleted_ms);
-        Ok(older.is_some() && self.drop_entry(&mut tree, digest))
     }
 
     /// When this node last saw `digest` deleted, if it remembers.
@@ -214,8 +213,8 @@ impl<E: StorageEngine> Namespace<E> {
         // that this copy is dead (a cold restart must not bring it back), and a copy that
         // replaces it may carry an earlier time than this node's clock. The source's marks
         // say when records were deleted.
-        self.persist_delete(&tree, h, tree.entry(h).lut_ms + 1)?;
-        Ok(self.drop_entry(&mut tree, digest))
+        let tombstone_ms = tree.entry(h).lut_ms + 1;
+        self.delete_entry(&mut tree, h, digest, tombstone_ms, 0)
     }
 
     /// Drops every record of partition `pid` (it moved to other nodes) and gives its index and

@@ -244,6 +244,22 @@ impl<E: StorageEngine> Namespace<E> {
         })
     }
 
+    /// Deletes live entry `h` of `digest`: the delete recorded durably at `tombstone_ms`, then
+    /// remembered as a delete mark at `mark_ms` (0: not remembered), then the entry dropped.
+    /// Nothing changes when the durable record fails.
+    pub(crate) fn delete_entry(
+        &self,
+        tree: &mut Tree<E::Loc>,
+        h: Handle,
+        digest: &Digest,
+        tombstone_ms: u64,
+        mark_ms: u64,
+    ) -> Result<bool, StorageError> {
+        self.persist_delete(tree, h, tombstone_ms)?;
+        self.delete_marks.note(digest, mark_ms);
+        Ok(self.drop_entry(tree, digest))
+    }
+
     /// Removes an entry from `tree` and releases its data, keeping the counters true.
     pub(crate) fn drop_entry(&self, tree: &mut Tree<E::Loc>, digest: &Digest) -> bool {
         let before = tree.arena_bytes();

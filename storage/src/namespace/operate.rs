@@ -49,9 +49,7 @@ impl<E: StorageEngine> Namespace<E> {
         generation.check(tree.entry(h).generation)?;
         self.check_filter(&tree, h, filter, now_ms)?;
         let lut_ms = Self::delete_lut_ms(&tree, h, now_ms);
-        self.persist_delete(&tree, h, lut_ms)?;
-        self.delete_marks.note(digest, lut_ms);
-        self.drop_entry(&mut tree, digest);
+        self.delete_entry(&mut tree, h, digest, lut_ms, lut_ms)?;
         Ok(())
     }
 
@@ -186,9 +184,7 @@ impl<E: StorageEngine> Namespace<E> {
             return match existing {
                 Some(h) => {
                     let lut_ms = Self::delete_lut_ms(&tree, h, now_ms);
-                    self.persist_delete(&tree, h, lut_ms)?;
-                    self.delete_marks.note(digest, lut_ms);
-                    self.drop_entry(&mut tree, digest);
+                    self.delete_entry(&mut tree, h, digest, lut_ms, lut_ms)?;
                     Ok(OperateOutcome { meta: RecordMeta::default(), results, image: None })
                 }
                 // Nothing to create: the ops left no bins on a record that did not exist.
